@@ -1,0 +1,1 @@
+"""Manipulator drivers: one module per platform, all behind :mod:`drivers.base`."""

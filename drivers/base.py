@@ -1,0 +1,110 @@
+"""The contract between a manipulator's actor (in ``ephysd``) and its driver.
+
+Exactly one actor task owns each :class:`Manipulator`; the driver may assume it
+is never used from two actors, but it must allow a position read while a move
+of the same manipulator is running (the actor serves reads during moves), and it
+must let ``halt`` through ahead of queued reads.
+
+Every method that talks to hardware is bounded in time: it raises
+:class:`DeviceError` (or a subclass) rather than waiting forever.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import trio
+
+Vector = npt.NDArray[np.float64]
+"""A unified-space vector in mm: shape (4,) for positions (x, y, z, w)."""
+
+
+class DeviceError(Exception):
+    """The device failed, timed out or answered nonsense; the text reaches the client."""
+
+
+class DeviceLost(DeviceError):
+    """The transport is gone (USB unplugged, server down): the actor should reopen it."""
+
+
+class NotSupported(DeviceError):
+    """The platform has no such capability (e.g. angles on Sensapex)."""
+
+
+class PlatformInfo(msgspec.Struct, frozen=True):
+    """Static facts about a platform, reported by ``get_platform_info``."""
+
+    name: str
+    cli_name: str
+    axes_count: int
+    dimensions_mm: tuple[float, float, float, float]
+    tolerance_mm: float
+
+
+class Manipulator(abc.ABC):
+    """One manipulator's device, in unified space (mm, mm/s)."""
+
+    def __init__(self, manipulator_id: str) -> None:
+        self.id = manipulator_id
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and handshake. Raises DeviceError / DeviceLost; bounded in time."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the device (host control, port). Never raises; bounded; safe to repeat."""
+
+    @abc.abstractmethod
+    async def position(self) -> Vector:
+        """Current position, unified mm, shape (4,); 3-axis platforms fill w themselves."""
+
+    @abc.abstractmethod
+    async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
+        """Drive to ``target`` and return the position where motion ended.
+
+        Returns when the device reports the move finished (or failed: raise
+        DeviceError). Cancellation means *stop*: before re-raising, halt the
+        device inside ``trio.CancelScope(shield=True)`` with its own short
+        deadline, so a cancelled move always leaves the hardware halted.
+        3-axis platforms ignore ``target[3]``.
+        """
+
+    async def move_depth(self, depth_mm: float, speed_mm_s: float) -> float:
+        """Drive the depth axis only and return the final depth.
+
+        The default moves to the current position with w replaced; platforms
+        with a native insertion command override it.
+        """
+        target = (await self.position()).copy()
+        target[3] = depth_mm
+        return float((await self.move_to(target, speed_mm_s))[3])
+
+    @abc.abstractmethod
+    async def halt(self) -> None:
+        """Command the hardware to stop now. Bounded; must not queue behind reads."""
+
+    async def angles(self) -> tuple[float, float, float]:
+        """(yaw, pitch, roll) in degrees."""
+        raise NotSupported(f"{type(self).__name__} does not report angles.")
+
+    async def shank_count(self) -> int:
+        raise NotSupported(f"{type(self).__name__} does not report a shank count.")
+
+
+class Platform(abc.ABC):
+    """A platform: its static info, its manipulators, and any shared background task."""
+
+    info: PlatformInfo
+
+    @abc.abstractmethod
+    async def run(self, *, task_status: trio.TaskStatus[list[Manipulator]]) -> None:
+        """Discover the manipulators, report them with ``task_status.started(...)``,
+        then serve whatever the platform shares between manipulators (an HTTP
+        state poller, say) until cancelled. Raise DeviceError before ``started``
+        when the platform is unusable (no vendor software, no device): the
+        daemon then exits with that one line.
+        """
