@@ -1,0 +1,1 @@
+"""ephysd test suite."""
