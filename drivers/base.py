@@ -44,6 +44,23 @@ class PlatformInfo(msgspec.Struct, frozen=True):
     tolerance_mm: float
 
 
+class PlatformOptions(msgspec.Struct, frozen=True):
+    """What the command line / config file tells a platform about the rig.
+
+    Every driver package exposes ``create_platform(options) -> Platform`` in its
+    ``__init__``; the daemon picks the package by the platform's CLI name.
+    """
+
+    # --port values: "DEVICE" or "NAME=DEVICE", one manipulator each, in order.
+    serial_ports: tuple[str, ...] = ()
+    serial_baud: int = 250000
+    http_host: str = "127.0.0.1"
+    mpm_port: int = 8080
+    parallax_port: int = 8081
+    # Simulated rigs only.
+    manipulator_count: int = 8
+
+
 class Manipulator(abc.ABC):
     """One manipulator's device, in unified space (mm, mm/s)."""
 
