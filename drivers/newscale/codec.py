@@ -1,0 +1,378 @@
+"""Sans-IO framing of the New Scale M3-LS serial protocol (stages and the M3-USB bridge).
+
+No I/O, no clock: bytes in, frames out, so the framing is testable with byte
+strings and fuzzable, and the driver and the simulator share one definition of
+the wire format. Malformed input only ever raises :class:`CodecError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator
+
+import msgspec
+
+FRAME_START = ord("<")
+FRAME_END = b">\r"
+MAX_FRAME_BYTES = 96
+"""Longest frame we accept; anything longer is garbage (the longest real reply is ~40 bytes)."""
+
+MAX_BUFFER_BYTES = 4096
+"""Bound on undecoded input kept between ``receive_data`` calls."""
+
+BRIDGE_PREFIX = b"TR"
+HIGH_BIT = 0x80
+
+COUNTS_PER_MM = 2000
+COUNTS_PER_UM = 2
+TRAVEL_COUNTS = 30000
+"""M3-LS-3.4-15: 15 mm of travel, 0 .. 30000 encoder counts."""
+
+INTERVAL_S = 0.001
+"""One interval count of the ``40`` command is 1000 us."""
+
+REGISTER_MAX_24 = (1 << 24) - 1
+
+_CODE = re.compile(rb"[0-9A-F]{2}")
+_ARG = re.compile(rb"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable, no '<' or '>'
+
+
+class CodecError(ValueError):
+    """Bytes that are not a valid frame, or a value that cannot be encoded."""
+
+
+class Status(enum.IntFlag):
+    """Status flag bits of the ``10`` reply (bit 0 = least significant)."""
+
+    FORWARD = 1 << 1
+    RUNNING = 1 << 2
+    DRIVER_NOT_RESPONSIVE = 1 << 3
+    BURST_MODE = 1 << 4
+    TIMED_RUN = 1 << 5
+    MULTIPLEXED_AXIS = 1 << 6
+    HOST_CONTROL = 1 << 7
+    FORWARD_LIMIT = 1 << 9
+    REVERSE_LIMIT = 1 << 10
+    MODE_BURST = 1 << 11
+    BACKGROUND_JOB = 1 << 15
+    ENCODER_ERROR = 1 << 16
+    ZERO_REFERENCE = 1 << 17
+    ON_TARGET = 1 << 18
+    MOVING_TO_TARGET = 1 << 19
+    MAINTENANCE_MODE = 1 << 20
+    CLOSED_LOOP = 1 << 21
+    ACCELERATING = 1 << 22
+    STALLED = 1 << 23
+
+
+class Frame(msgspec.Struct, frozen=True):
+    """One ``<CC ARG ARG>`` message: a command we send or a reply we receive."""
+
+    code: str
+    args: tuple[str, ...] = ()
+
+    @property
+    def is_error(self) -> bool:
+        return self.code in (ILLEGAL_FORMAT, ILLEGAL_STATE) and not self.args
+
+
+class Command(msgspec.Struct, frozen=True):
+    """A frame as received by a device: plain (for the selected stage) or for the bridge."""
+
+    frame: Frame
+    bridge: bool
+    raw: bytes
+
+
+class StageState(msgspec.Struct, frozen=True):
+    """The decoded ``10`` reply."""
+
+    flags: Status
+    position: int
+    error: int
+
+    @property
+    def running(self) -> bool:
+        return Status.RUNNING in self.flags
+
+    @property
+    def on_target(self) -> bool:
+        return Status.ON_TARGET in self.flags
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.flags & (Status.STALLED | Status.ENCODER_ERROR))
+
+
+ILLEGAL_FORMAT = "23"
+ILLEGAL_STATE = "24"
+
+
+# --- encoding ---------------------------------------------------------------
+
+
+def encode_frame(code: str, *args: str) -> bytes:
+    """``<CC A B>\\r``; refuses anything that would not parse back identically."""
+    raw_code = code.encode("ascii", "replace")
+    if not _CODE.fullmatch(raw_code):
+        raise CodecError(f"command code must be two upper-case hex digits, got {code!r}")
+    parts = [raw_code]
+    for arg in args:
+        raw_arg = arg.encode("ascii", "replace")
+        if not _ARG.fullmatch(raw_arg):
+            raise CodecError(f"argument {arg!r} of command {code} is not printable ASCII")
+        parts.append(raw_arg)
+    frame = b"<" + b" ".join(parts) + FRAME_END
+    if len(frame) > MAX_FRAME_BYTES:
+        raise CodecError(f"command {code} is {len(frame)} bytes, over {MAX_FRAME_BYTES}")
+    return frame
+
+
+def encode_stage(code: str, *args: str) -> bytes:
+    """A command for the currently selected stage."""
+    return encode_frame(code, *args)
+
+
+def encode_bridge(code: str, *args: str) -> bytes:
+    """A command for the bridge itself: ``TR`` then the frame with every byte's high bit set."""
+    return BRIDGE_PREFIX + bytes(b | HIGH_BIT for b in encode_frame(code, *args))
+
+
+def hex_int(value: int, digits: int) -> str:
+    """Two's complement, upper-case, zero-padded hex of ``digits`` digits."""
+    bits = 4 * digits
+    if not -(1 << (bits - 1)) <= value < (1 << bits):
+        raise CodecError(f"{value} does not fit in {bits} bits")
+    return f"{value & ((1 << bits) - 1):0{digits}X}"
+
+
+def parse_hex(text: str, *, bits: int, signed: bool) -> int:
+    if not text or len(text) > bits // 4 or not re.fullmatch(r"[0-9A-Fa-f]+", text):
+        raise CodecError(f"{text!r} is not a {bits}-bit hex number")
+    value = int(text, 16)
+    if signed and value >= 1 << (bits - 1):
+        value -= 1 << bits
+    return value
+
+
+def select_stage(address: int) -> bytes:
+    """``TR<A0 XX>``: route the following stage commands to the stage at ``address``."""
+    return encode_bridge("A0", f"{address:02X}")
+
+
+def move_absolute(counts: int) -> bytes:
+    """``<08 PPPPPPPP>``: closed-loop move to an absolute encoder count."""
+    return encode_stage("08", hex_int(counts, 8))
+
+
+# --- units ------------------------------------------------------------------
+
+
+class SpeedRegisters(msgspec.Struct, frozen=True):
+    """The four fields of the ``40`` command."""
+
+    speed: int
+    cutoff: int
+    acceleration: int
+    intervals: int = 1
+
+    def args(self) -> tuple[str, str, str, str]:
+        return (
+            hex_int(self.speed, 6),
+            hex_int(self.cutoff, 6),
+            hex_int(self.acceleration, 6),
+            hex_int(self.intervals, 4),
+        )
+
+
+def speed_register(speed_um_s: float) -> int:
+    """Counts per interval * 256, as the ``40`` command's speed fields want."""
+    return round(speed_um_s * COUNTS_PER_UM * 256 * INTERVAL_S)
+
+
+def speed_registers(speed_um_s: float, accel_um_s2: float, cutoff_um_s: float) -> SpeedRegisters:
+    """Registers of the ``40`` command per the reference's units; refuses what does not fit."""
+    for name, value in (("speed", speed_um_s), ("acceleration", accel_um_s2)):
+        if not value > 0 or value == float("inf"):
+            raise CodecError(f"{name} must be a positive number, got {value!r}")
+    v = speed_register(speed_um_s)
+    if not 1 <= v <= REGISTER_MAX_24:
+        raise CodecError(f"speed {speed_um_s} um/s is outside what the stage can be told")
+    c = min(v, max(1, speed_register(cutoff_um_s)))
+    a = max(1, round(v / (speed_um_s / accel_um_s2) * INTERVAL_S))
+    if a > REGISTER_MAX_24:
+        raise CodecError(f"acceleration {accel_um_s2} um/s^2 does not fit in 24 bits")
+    return SpeedRegisters(speed=v, cutoff=c, acceleration=a)
+
+
+def speed_from_registers(args: tuple[str, ...]) -> SpeedRegisters:
+    """Parse the arguments of a ``40`` command (simulator side)."""
+    if len(args) != 4:
+        raise CodecError(f"command 40 takes 4 arguments, got {len(args)}")
+    speed, cutoff, accel = (parse_hex(a, bits=24, signed=False) for a in args[:3])
+    intervals = parse_hex(args[3], bits=16, signed=False)
+    if speed == 0 or intervals == 0:
+        raise CodecError("command 40 with a zero speed or interval count")
+    return SpeedRegisters(speed=speed, cutoff=cutoff, acceleration=accel, intervals=intervals)
+
+
+def registers_speed_um_s(regs: SpeedRegisters) -> float:
+    """Speed in um/s that a ``40`` command asks for (counts per interval * 256 over intervals)."""
+    counts_per_s = regs.speed / 256 / (regs.intervals * INTERVAL_S)
+    return counts_per_s / COUNTS_PER_UM
+
+
+# --- replies ----------------------------------------------------------------
+
+
+def parse_frame(raw: bytes) -> Frame:
+    """``<CC A B>\\r`` (or without the ``\\r``) -> Frame."""
+    body = raw.removesuffix(b"\r")
+    if not (body.startswith(b"<") and body.endswith(b">")) or len(body) < 4:
+        raise CodecError(f"not a frame: {raw!r}")
+    parts = body[1:-1].split(b" ")
+    code, args = parts[0], parts[1:]
+    if not _CODE.fullmatch(code):
+        raise CodecError(f"bad command code in {raw!r}")
+    if not all(_ARG.fullmatch(a) for a in args):
+        raise CodecError(f"bad argument in {raw!r}")
+    return Frame(code.decode("ascii"), tuple(a.decode("ascii") for a in args))
+
+
+def parse_state(frame: Frame) -> StageState:
+    """The ``<10 SSSSSS PPPPPPPP EEEEEEEE>`` reply."""
+    if frame.code != "10" or len(frame.args) != 3:
+        raise CodecError(f"not a status reply: {frame!r}")
+    flags = parse_hex(frame.args[0], bits=24, signed=False)
+    position = parse_hex(frame.args[1], bits=32, signed=True)
+    error = parse_hex(frame.args[2], bits=32, signed=True)
+    return StageState(flags=Status(flags), position=position, error=error)
+
+
+def encode_state(state: StageState) -> bytes:
+    """Simulator side of :func:`parse_state`."""
+    return encode_frame(
+        "10", hex_int(int(state.flags), 6), hex_int(state.position, 8), hex_int(state.error, 8)
+    )
+
+
+class ReplyDecoder:
+    """Incremental decoder of a reply stream: bytes in any chunking -> frames.
+
+    Garbage before a ``<`` is dropped; a second ``<`` inside a frame restarts
+    the frame there (resynchronisation after a bridge reset); a frame longer
+    than :data:`MAX_FRAME_BYTES` is dropped. A complete but malformed frame is
+    consumed and reported by :meth:`next_frame` raising :class:`CodecError`, so
+    the caller can log it and carry on.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.discarded = 0
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        self._buf += data
+        if len(self._buf) > MAX_BUFFER_BYTES:
+            # Keep only the tail that may still hold a frame start.
+            cut = len(self._buf) - MAX_FRAME_BYTES
+            self.discarded += cut
+            del self._buf[:cut]
+
+    def clear(self) -> None:
+        self.discarded += len(self._buf)
+        self._buf.clear()
+
+    def next_frame(self) -> Frame | None:
+        """The next complete frame, or None when more bytes are needed."""
+        raw = self._next_raw()
+        return None if raw is None else parse_frame(raw)
+
+    def frames(self) -> Iterator[Frame]:
+        """Every complete frame buffered so far; stops at the first malformed one (raises)."""
+        while (frame := self.next_frame()) is not None:
+            yield frame
+
+    def _next_raw(self) -> bytes | None:
+        buf = self._buf
+        while True:
+            start = buf.find(b"<")
+            if start < 0:
+                self.discarded += len(buf)
+                buf.clear()
+                return None
+            if start:
+                self.discarded += start
+                del buf[:start]
+            end = buf.find(b"\r")
+            restart = buf.find(b"<", 1)
+            if restart >= 0 and (end < 0 or restart < end):
+                # A new frame starts before this one ended: the first was a fragment.
+                self.discarded += restart
+                del buf[:restart]
+                continue
+            if end < 0:
+                if len(buf) > MAX_FRAME_BYTES:
+                    self.discarded += len(buf)
+                    buf.clear()
+                return None
+            raw = bytes(buf[: end + 1])
+            del buf[: end + 1]
+            if len(raw) > MAX_FRAME_BYTES:
+                self.discarded += len(raw)
+                raise CodecError(f"frame of {len(raw)} bytes is too long")
+            return raw
+
+
+class CommandDecoder:
+    """Device side: the host's byte stream -> plain stage commands and ``TR`` bridge commands.
+
+    Used by the simulator; the same resynchronisation rules as :class:`ReplyDecoder`.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        self._buf += data
+        if len(self._buf) > MAX_BUFFER_BYTES:
+            del self._buf[: len(self._buf) - MAX_FRAME_BYTES]
+
+    def next_command(self) -> Command | None:
+        buf = self._buf
+        while True:
+            plain = buf.find(b"<")
+            bridge = buf.find(BRIDGE_PREFIX + bytes([FRAME_START | HIGH_BIT]))
+            starts = [i for i in (plain, bridge) if i >= 0]
+            if not starts:
+                # Keep a trailing "T" or "TR" that may start a bridge command.
+                keep = 2 if buf.endswith(b"TR") else 1 if buf.endswith(b"T") else 0
+                del buf[: len(buf) - keep]
+                return None
+            start = min(starts)
+            del buf[:start]
+            is_bridge = buf.startswith(BRIDGE_PREFIX)
+            body_at = len(BRIDGE_PREFIX) if is_bridge else 0
+            end_byte = b"\r"[0] | (HIGH_BIT if is_bridge else 0)
+            end = buf.find(bytes([end_byte]), body_at)
+            if not is_bridge:
+                restart = min(
+                    (i for i in (buf.find(b"<", 1), buf.find(BRIDGE_PREFIX, 1)) if i > 0),
+                    default=-1,
+                )
+                if restart > 0 and (end < 0 or restart < end):
+                    del buf[:restart]
+                    continue
+            if end < 0:
+                if len(buf) > MAX_FRAME_BYTES + body_at:
+                    del buf[:1]
+                    continue
+                return None
+            raw = bytes(buf[: end + 1])
+            del buf[: end + 1]
+            body = raw[body_at:]
+            if is_bridge:
+                if not all(b & HIGH_BIT for b in body):
+                    raise CodecError(f"bridge command without high bits: {raw!r}")
+                body = bytes(b & ~HIGH_BIT for b in body)
+            return Command(frame=parse_frame(body), bridge=is_bridge, raw=raw)

@@ -1,0 +1,192 @@
+"""One serial port to an M3-USB bridge: framed transactions with deadlines, on Trio.
+
+A transaction is one command and its reply. The bridge is half-duplex in
+practice, so transactions never overlap; :class:`PriorityLock` orders them and
+lets a halt jump the queue of position reads. Errors are mapped here, once:
+the port vanishing is :class:`DeviceLost`, silence or nonsense is
+:class:`DeviceError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+from trio_serial import SerialStream
+
+from drivers.base import DeviceError, DeviceLost
+from drivers.newscale.codec import ILLEGAL_FORMAT, ILLEGAL_STATE, CodecError, Frame, ReplyDecoder
+
+log = logging.getLogger(__name__)
+
+REPLY_TIMEOUT_S = 0.1
+"""Per transaction; a full ``<10 ...>`` reply takes ~1.3 ms on the wire at 250000 baud."""
+
+READ_CHUNK = 256
+
+
+class PriorityLock:
+    """A FIFO lock where priority waiters go ahead of ordinary ones.
+
+    Halt takes it with priority: the transaction in flight finishes, then halt
+    runs before any queued position read or move command.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: collections.deque[trio.Event] = collections.deque()
+        self._normal: collections.deque[trio.Event] = collections.deque()
+
+    @property
+    def urgent_waiting(self) -> bool:
+        return bool(self._urgent)
+
+    async def acquire(self, *, priority: bool = False) -> None:
+        if not self._held and not self._urgent and not self._normal:
+            self._held = True
+            await trio.lowlevel.checkpoint()
+            return
+        granted = trio.Event()
+        queue = self._urgent if priority else self._normal
+        queue.append(granted)
+        try:
+            await granted.wait()
+        except BaseException:
+            if granted.is_set():
+                self.release()  # handed over just as we were cancelled: pass it on
+            else:
+                queue.remove(granted)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._urgent, self._normal):
+            if queue:
+                queue.popleft().set()  # ownership passes directly; _held stays True
+                return
+        self._held = False
+
+    @asynccontextmanager
+    async def hold(self, *, priority: bool = False) -> AsyncIterator[None]:
+        await self.acquire(priority=priority)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+class SerialLink:
+    """The byte pipe and framing for one port; callers serialise with :class:`PriorityLock`."""
+
+    def __init__(self, device: str, baud: int, reply_timeout_s: float = REPLY_TIMEOUT_S) -> None:
+        self.device = device
+        self.baud = baud
+        self.reply_timeout_s = reply_timeout_s
+        self._stream: trio.abc.Stream | None = None
+        self._decoder = ReplyDecoder()
+
+    @property
+    def is_open(self) -> bool:
+        return self._stream is not None
+
+    async def open(self) -> None:
+        await self.close()
+        stream = SerialStream(self.device, baudrate=self.baud, exclusive=True)
+        try:
+            await stream.aopen()
+        except OSError as exc:
+            raise DeviceLost(f"cannot open {self.device}: {exc.strerror or exc}") from exc
+        self._stream = stream
+        self._decoder = ReplyDecoder()
+        log.info("opened %s at %d baud", self.device, self.baud)
+
+    async def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                try:
+                    await stream.aclose()
+                except OSError as exc:
+                    log.debug("closing %s: %s", self.device, exc)
+            log.info("closed %s", self.device)
+
+    async def transact(self, command: bytes) -> Frame:
+        """Send ``command`` and return its reply (same code, or an error reply).
+
+        The write is shielded so a frame is never cut in half; the wait for the
+        reply is cancellable (a stale reply is discarded by the next
+        transaction, which matches replies by command code).
+        """
+        stream = self._require_open()
+        expected = _expected_code(command)
+        self._drop_stale()
+        with trio.CancelScope(shield=True):
+            await self._write(stream, command)
+        with trio.move_on_after(self.reply_timeout_s) as timer:
+            reply = await self._read_reply(stream, expected)
+        if timer.cancelled_caught:
+            ms = self.reply_timeout_s * 1000
+            raise DeviceError(f"{self.device}: no reply to {command!r} within {ms:.0f} ms")
+        return reply
+
+    def _require_open(self) -> trio.abc.Stream:
+        if self._stream is None:
+            raise DeviceLost(f"{self.device} is not open")
+        return self._stream
+
+    def _drop_stale(self) -> None:
+        """Anything complete in the buffer before we send answers an earlier, abandoned command."""
+        while True:
+            try:
+                frame = self._decoder.next_frame()
+            except CodecError as exc:
+                log.debug("%s: dropped malformed frame: %s", self.device, exc)
+                continue
+            if frame is None:
+                return
+            log.debug("%s: dropped stale reply %s", self.device, frame)
+
+    async def _write(self, stream: trio.abc.Stream, data: bytes) -> None:
+        try:
+            with trio.fail_after(self.reply_timeout_s):
+                await stream.send_all(data)
+        except trio.TooSlowError:
+            raise DeviceError(f"{self.device}: write of {data!r} timed out") from None
+        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+            await self.close()
+            raise DeviceLost(f"{self.device} is gone: {exc}") from exc
+        log.debug("%s >> %r", self.device, data)
+
+    async def _read_reply(self, stream: trio.abc.Stream, expected: str) -> Frame:
+        while True:
+            try:
+                frame = self._decoder.next_frame()
+            except CodecError as exc:
+                log.warning("%s: malformed reply skipped: %s", self.device, exc)
+                continue
+            if frame is not None:
+                log.debug("%s << %s", self.device, frame)
+                if frame.code == expected or (
+                    frame.code in (ILLEGAL_FORMAT, ILLEGAL_STATE) and not frame.args
+                ):
+                    return frame
+                log.debug("%s: reply %s does not answer %s; skipped", self.device, frame, expected)
+                continue
+            try:
+                data = await stream.receive_some(READ_CHUNK)
+            except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+                await self.close()
+                raise DeviceLost(f"{self.device} is gone: {exc}") from exc
+            if not data:
+                await self.close()
+                raise DeviceLost(f"{self.device} is gone (end of file)")
+            self._decoder.receive_data(data)
+
+
+def _expected_code(command: bytes) -> str:
+    """The code the reply echoes: the two characters after ``<`` (high bit cleared)."""
+    start = command.find(b"<"[0] | 0x80) if command.startswith(b"TR") else command.find(b"<")
+    code = bytes(b & 0x7F for b in command[start + 1 : start + 3])
+    return code.decode("ascii")
