@@ -1,0 +1,214 @@
+"""Who may drive the manipulators: network allow list, browser Origin, shared token, rate.
+
+The daemon listens on loopback by default, but loopback is not a trust
+boundary on a rig PC: any web page open in the browser there can reach
+``ws://localhost:3000``. Browsers always say where such a request comes from
+(``Origin``, and ``Sec-Fetch-Site`` in current browsers), so a request from a
+page not on the allowlist is refused before an Engine.IO session exists.
+Native clients (Pinpoint desktop, Python scripts) send no Origin and are
+allowed, subject to the network allow list and, if configured, the token.
+
+Everything here is pure and synchronous: the policy is consulted by the
+protocol server on accept (:meth:`AccessPolicy.check_request`) and by the
+Socket.IO connect hook (:meth:`AccessPolicy.check_auth`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from protocol.transport import RequestInfo
+
+log = logging.getLogger(__name__)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+LOOPBACK_NETWORKS: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+# Longest token / origin we bother comparing; anything longer is refused outright.
+MAX_TOKEN_LENGTH = 1024
+MAX_ORIGIN_LENGTH = 512
+
+# Sec-Fetch-Site values a browser sends for requests a page on another site made.
+_CROSS_SITE_FETCH = frozenset({"cross-site", "same-site"})
+
+
+class PolicyError(ValueError):
+    """The configured policy itself is wrong (bad CIDR, bad origin); a startup error."""
+
+
+def parse_networks(specs: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """Parse an allow list like ``["127.0.0.0/8", "10.1.2.3"]`` with one clear error."""
+    networks: list[IPNetwork] = []
+    for spec in specs:
+        try:
+            networks.append(ipaddress.ip_network(spec.strip(), strict=False))
+        except ValueError as exc:
+            raise PolicyError(f"allow: {spec!r} is not a network in CIDR notation ({exc})") from exc
+    return tuple(networks)
+
+
+def normalize_origin(origin: str) -> str:
+    """The ``scheme://host[:port]`` form browsers send, lower-case, default port dropped."""
+    text = origin.strip()
+    if text == "*":
+        return text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PolicyError(f"allow_origin: {origin!r} is not an http(s) origin like https://host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise PolicyError(f"allow_origin: {origin!r} must be scheme://host[:port], nothing more")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise PolicyError(f"allow_origin: {origin!r} has a bad port") from exc
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = 443 if parts.scheme == "https" else 80
+    suffix = f":{port}" if port is not None and port != default_port else ""
+    return f"{parts.scheme}://{host}{suffix}"
+
+
+def _request_origin(value: str) -> str | None:
+    """Normalise an Origin header as received; None if it is not a usable origin."""
+    if len(value) > MAX_ORIGIN_LENGTH:
+        return None
+    try:
+        return normalize_origin(value)
+    except PolicyError:
+        return None
+
+
+def peer_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The peer's IP, with IPv4-mapped IPv6 (dual-stack listeners) turned back into IPv4."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+@dataclass
+class AccessPolicy:
+    """The daemon's access rules; ``allowed_origins`` may be replaced on SIGHUP.
+
+    The protocol server keeps a reference to :meth:`check_request` and the
+    connect hook to :meth:`check_auth`, so a reload takes effect for the next
+    request without touching connections already accepted.
+    """
+
+    allow: tuple[IPNetwork, ...] = field(default_factory=lambda: parse_networks(LOOPBACK_NETWORKS))
+    allowed_origins: frozenset[str] = frozenset()
+    token: str | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        allow: Iterable[str] = LOOPBACK_NETWORKS,
+        allow_origin: Iterable[str] = (),
+        token: str | None = None,
+    ) -> AccessPolicy:
+        """Build from configuration values; raises :class:`PolicyError` with one clear line."""
+        networks = parse_networks(allow)
+        if not networks:
+            raise PolicyError("allow: the list is empty, so no client could ever connect")
+        if token is not None:
+            if not token:
+                raise PolicyError("token: empty; remove it or set a long random string")
+            if len(token) > MAX_TOKEN_LENGTH:
+                raise PolicyError(f"token: longer than {MAX_TOKEN_LENGTH} characters")
+        origins = frozenset(normalize_origin(o) for o in allow_origin)
+        if "*" in origins:
+            log.warning("allow_origin includes '*': any web page can drive the manipulators")
+        return cls(allow=networks, allowed_origins=origins, token=token)
+
+    def update_origins(self, allow_origin: Iterable[str]) -> None:
+        """Replace the Origin allowlist (SIGHUP); validated first, so a bad list changes nothing."""
+        origins = frozenset(normalize_origin(o) for o in allow_origin)
+        if origins != self.allowed_origins:
+            log.info("allowed origins now: %s", ", ".join(sorted(origins)) or "(none)")
+        self.allowed_origins = origins
+
+    def client_allowed(self, host: str) -> bool:
+        address = peer_address(host)
+        if address is None:
+            return False
+        return any(address in network for network in self.allow)
+
+    def origin_allowed(self, origin: str) -> bool:
+        if "*" in self.allowed_origins:
+            return True
+        normalized = _request_origin(origin)
+        return normalized is not None and normalized in self.allowed_origins
+
+    def check_request(self, request: RequestInfo) -> str | None:
+        """Refusal reason for an HTTP/WebSocket request, or None to accept it.
+
+        The reason goes back to the client and into the log, so it names the
+        rule, not the configuration.
+        """
+        if not self.client_allowed(request.remote_host):
+            log.warning("refused %s: address not in the allow list", request.remote_host)
+            return "Client address not allowed."
+        origin = request.headers.get("origin")
+        if origin is not None:
+            if not self.origin_allowed(origin):
+                log.warning("refused %s: Origin %r not allowed", request.remote_host, origin[:100])
+                return "Origin not allowed."
+        elif request.headers.get("sec-fetch-site", "").lower() in _CROSS_SITE_FETCH:
+            # A browser request from another site that carries no Origin
+            # (a plain <img>/<script> GET): never a legitimate client.
+            log.warning("refused %s: cross-site browser request", request.remote_host)
+            return "Cross-site browser request not allowed."
+        return None
+
+    def check_auth(self, auth: object) -> str | None:
+        """Refusal reason for a Socket.IO CONNECT auth payload, or None to accept it.
+
+        With a token configured the payload must be ``{"token": "<token>"}``;
+        the comparison takes the same time whatever the guess.
+        """
+        if self.token is None:
+            return None
+        offered = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(offered, str) or len(offered) > MAX_TOKEN_LENGTH:
+            return "Invalid token."
+        if not hmac.compare_digest(offered.encode(), self.token.encode()):
+            return "Invalid token."
+        return None
+
+
+class TokenBucket:
+    """Per-connection request-rate limit: ``rate`` per second, bursts up to ``burst``.
+
+    Clock-free (callers pass ``now``, e.g. ``trio.current_time()``), so it is
+    trivially testable and costs two float operations per request. Callers
+    must never rate-limit ``stop``/``stop_all``: stop always wins.
+    """
+
+    __slots__ = ("_level", "_stamp", "burst", "rate")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._level = burst
+        self._stamp = now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        """Spend ``cost`` tokens if available; False means "too many requests, refuse this one"."""
+        elapsed = max(0.0, now - self._stamp)
+        self._stamp = max(self._stamp, now)
+        self._level = min(self.burst, self._level + elapsed * self.rate)
+        if self._level >= cost:
+            self._level -= cost
+            return True
+        return False

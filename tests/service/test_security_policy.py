@@ -1,0 +1,131 @@
+"""The access policy's rules, decision by decision (the wire tests live in test_security_wire)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ephysd.security import AccessPolicy, PolicyError, TokenBucket, normalize_origin
+from protocol.transport import RequestInfo
+
+
+def request(host: str = "127.0.0.1", **headers: str) -> RequestInfo:
+    return RequestInfo(
+        remote_host=host,
+        remote_port=50000,
+        path="/socket.io/",
+        query={"EIO": "4", "transport": "websocket"},
+        headers={k.replace("_", "-"): v for k, v in headers.items()},
+    )
+
+
+def test_default_policy_allows_loopback_only() -> None:
+    policy = AccessPolicy.from_config()
+    assert policy.check_request(request("127.0.0.1")) is None
+    assert policy.check_request(request("127.5.6.7")) is None
+    assert policy.check_request(request("::1")) is None
+    assert policy.check_request(request("::ffff:127.0.0.1")) is None
+    assert policy.check_request(request("10.0.0.5")) == "Client address not allowed."
+    assert policy.check_request(request("192.168.1.2")) is not None
+    assert policy.check_request(request("not-an-ip")) is not None
+
+
+def test_allow_list_of_networks_replaces_loopback() -> None:
+    policy = AccessPolicy.from_config(allow=["10.0.0.0/8", "fd00::/8"])
+    assert policy.check_request(request("10.20.30.40")) is None
+    assert policy.check_request(request("fd00::1")) is None
+    assert policy.check_request(request("127.0.0.1")) is not None
+
+
+def test_bad_allow_entries_are_one_clear_error() -> None:
+    with pytest.raises(PolicyError, match=re.escape("'10.0.0.0/33'")):
+        AccessPolicy.from_config(allow=["10.0.0.0/33"])
+    with pytest.raises(PolicyError, match="empty"):
+        AccessPolicy.from_config(allow=[])
+
+
+def test_browser_origin_must_be_on_the_allowlist() -> None:
+    policy = AccessPolicy.from_config(allow_origin=["https://pinpoint.allenneuraldynamics.org"])
+    assert policy.check_request(request(origin="https://pinpoint.allenneuraldynamics.org")) is None
+    assert (
+        policy.check_request(request(origin="HTTPS://Pinpoint.AllenNeuralDynamics.org:443")) is None
+    )
+    assert policy.check_request(request(origin="https://evil.example")) == "Origin not allowed."
+    assert policy.check_request(request(origin="http://localhost:8000")) is not None
+    assert policy.check_request(request(origin="null")) is not None
+    assert policy.check_request(request(origin="x" * 10_000)) is not None
+
+
+def test_requests_without_origin_come_from_native_clients_and_are_allowed() -> None:
+    policy = AccessPolicy.from_config()
+    assert policy.check_request(request()) is None
+    assert policy.check_request(request(sec_fetch_site="none")) is None
+
+
+def test_cross_site_browser_request_without_origin_is_refused() -> None:
+    policy = AccessPolicy.from_config()
+    assert policy.check_request(request(sec_fetch_site="cross-site")) is not None
+    assert policy.check_request(request(sec_fetch_site="same-site")) is not None
+
+
+def test_wildcard_origin_is_an_explicit_opt_in() -> None:
+    policy = AccessPolicy.from_config(allow_origin=["*"])
+    assert policy.check_request(request(origin="https://anything.example")) is None
+
+
+def test_origin_allowlist_can_be_replaced_and_bad_lists_change_nothing() -> None:
+    policy = AccessPolicy.from_config(allow_origin=["http://a.example"])
+    policy.update_origins(["http://b.example:8080"])
+    assert policy.check_request(request(origin="http://a.example")) is not None
+    assert policy.check_request(request(origin="http://b.example:8080")) is None
+    with pytest.raises(PolicyError):
+        policy.update_origins(["http://c.example", "file:///etc/passwd"])
+    assert policy.check_request(request(origin="http://b.example:8080")) is None
+
+
+def test_origins_are_normalized_to_what_browsers_send() -> None:
+    assert normalize_origin("HTTP://Example.ORG:80/") == "http://example.org"
+    assert normalize_origin("https://[::1]:8443") == "https://[::1]:8443"
+    for bad in ("example.org", "ftp://x", "https://x/path", "https://x:99999"):
+        with pytest.raises(PolicyError):
+            normalize_origin(bad)
+
+
+def test_token_is_required_in_the_auth_payload_when_configured() -> None:
+    policy = AccessPolicy.from_config(token="s3cret-rig-token")
+    assert policy.check_auth({"token": "s3cret-rig-token"}) is None
+    assert policy.check_auth({"token": "s3cret-rig-tokeN"}) == "Invalid token."
+    assert policy.check_auth({"token": 12}) is not None
+    assert policy.check_auth({}) is not None
+    assert policy.check_auth(None) is not None
+    assert policy.check_auth("s3cret-rig-token") is not None
+    assert policy.check_auth({"token": "x" * 100_000}) is not None
+
+
+def test_without_a_token_any_auth_payload_is_accepted() -> None:
+    policy = AccessPolicy.from_config()
+    assert policy.check_auth(None) is None
+    assert policy.check_auth({"token": "whatever"}) is None
+
+
+def test_an_empty_token_is_a_configuration_error() -> None:
+    with pytest.raises(PolicyError):
+        AccessPolicy.from_config(token="")
+
+
+def test_token_bucket_allows_bursts_then_the_sustained_rate() -> None:
+    bucket = TokenBucket(rate=10, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert not bucket.take(0.05)
+    assert bucket.take(0.1)
+    assert not bucket.take(0.1)
+    # A long pause refills only up to the burst.
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]
+
+
+def test_token_bucket_survives_a_clock_going_backwards() -> None:
+    bucket = TokenBucket(rate=1, burst=1, now=10.0)
+    assert bucket.take(10.0)
+    assert not bucket.take(5.0)
+    assert bucket.take(11.0)
