@@ -71,7 +71,7 @@ class Notifier:
     def __init__(self, address: str | bytes | None, watchdog_s: float | None = None) -> None:
         self._address = address
         self.watchdog_s = watchdog_s if address is not None else None
-        self._sock: trio.socket.SocketType | None = None
+        self._sock: socket.socket | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Notifier:
@@ -98,9 +98,10 @@ class Notifier:
         payload = "\n".join(fields).encode()
         try:
             if self._sock is None:
-                self._sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sock.setblocking(False)
             with trio.move_on_after(SEND_TIMEOUT_S) as scope:
-                await self._sock.sendto(payload, self._address)
+                await self._send(self._sock, payload, self._address)
             if scope.cancelled_caught:
                 log.warning("systemd notify socket did not accept %r in time", fields[0])
                 return False
@@ -108,6 +109,19 @@ class Notifier:
             log.warning("cannot notify systemd (%s): %s", fields[0], exc)
             return False
         return True
+
+    @staticmethod
+    async def _send(sock: socket.socket, payload: bytes, address: str | bytes) -> None:
+        # A plain non-blocking socket (not trio.socket) so that close() works
+        # from anywhere, including after the Trio loop has ended.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                sock.sendto(payload, address)
+                break
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(sock)
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def ready(self, status: str | None = None) -> bool:
         fields = ["READY=1"]
