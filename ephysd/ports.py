@@ -1,0 +1,140 @@
+"""``ephysd ports``: which serial port is which, before anyone writes a config file.
+
+A rig PC has several USB serial adapters and their ``/dev/ttyUSB*`` numbers
+change with plug order. This lists every port, marks the ones that look like
+New Scale M3-USB-3:1-EP bridges (Silicon Labs CP210x, VID 0x10C4 PID 0xEA60)
+and Arduino e-stop buttons, and shows the stable ``/dev/serial/by-id/`` name
+to put in the configuration instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+NEWSCALE_BRIDGE_IDS = frozenset({(0x10C4, 0xEA60)})
+ARDUINO_VIDS = frozenset({0x2341, 0x2A03})
+BY_ID_DIR = Path("/dev/serial/by-id")
+
+
+class PortKind(enum.Enum):
+    NEWSCALE_BRIDGE = "New Scale bridge"
+    ESTOP_CANDIDATE = "Arduino (e-stop candidate)"
+    OTHER = "-"
+
+
+class PortLike(Protocol):
+    """The fields of pyserial's ``ListPortInfo`` we use (tests build real ones)."""
+
+    device: str
+    description: str
+    manufacturer: str | None
+    product: str | None
+    vid: int | None
+    pid: int | None
+    serial_number: str | None
+
+
+@dataclass(frozen=True)
+class PortEntry:
+    device: str
+    kind: PortKind
+    description: str
+    usb_id: str | None
+    serial_number: str | None
+    stable_name: str | None
+
+
+def classify(port: PortLike) -> PortKind:
+    if port.vid is not None and (port.vid, port.pid) in NEWSCALE_BRIDGE_IDS:
+        return PortKind.NEWSCALE_BRIDGE
+    text = " ".join(s for s in (port.description, port.manufacturer, port.product) if s)
+    if (port.vid is not None and port.vid in ARDUINO_VIDS) or "arduino" in text.lower():
+        return PortKind.ESTOP_CANDIDATE
+    return PortKind.OTHER
+
+
+def stable_names(by_id_dir: Path = BY_ID_DIR) -> dict[str, str]:
+    """Real device path -> its udev ``by-id`` symlink, which survives re-plugging."""
+    names: dict[str, str] = {}
+    try:
+        links = sorted(by_id_dir.iterdir())
+    except OSError:
+        return names
+    for link in links:
+        try:
+            names.setdefault(os.path.realpath(link), str(link))
+        except OSError:
+            continue
+    return names
+
+
+def describe(ports: Iterable[PortLike], by_id: dict[str, str] | None = None) -> list[PortEntry]:
+    by_id = stable_names() if by_id is None else by_id
+    entries = []
+    for port in ports:
+        usb_id = f"{port.vid:04x}:{port.pid or 0:04x}" if port.vid is not None else None
+        description = port.description if port.description not in ("", "n/a") else ""
+        entries.append(
+            PortEntry(
+                device=port.device,
+                kind=classify(port),
+                description=description,
+                usb_id=usb_id,
+                serial_number=port.serial_number,
+                stable_name=by_id.get(os.path.realpath(port.device)),
+            )
+        )
+    order = {PortKind.NEWSCALE_BRIDGE: 0, PortKind.ESTOP_CANDIDATE: 1, PortKind.OTHER: 2}
+    return sorted(entries, key=lambda e: (order[e.kind], e.device))
+
+
+def system_ports() -> list[PortLike]:
+    from serial.tools import list_ports
+
+    ports: list[PortLike] = list(list_ports.comports())
+    return ports
+
+
+def format_table(entries: Sequence[PortEntry]) -> str:
+    if not entries:
+        return "no serial ports found"
+    rows = [("DEVICE", "KIND", "USB ID", "SERIAL", "DESCRIPTION")]
+    for e in entries:
+        rows.append(
+            (e.device, e.kind.value, e.usb_id or "-", e.serial_number or "-", e.description)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
+        lines.append("  ".join([*cells, row[4]]).rstrip())
+    links = [e for e in entries if e.stable_name and e.kind is not PortKind.OTHER]
+    if links:
+        lines.append("")
+        lines.append("stable names for the configuration (survive re-plugging):")
+        lines.extend(f"  {e.device} = {e.stable_name}" for e in links)
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    """Entry point of ``ephysd ports``; prints the table, exit status 0."""
+    del argv  # no options yet
+    print(format_table(describe(system_ports())))
+    return 0
+
+
+def estop_candidates(ports: Iterable[PortLike] | None = None) -> list[str]:
+    """Devices that look like an Arduino e-stop button, for ``--estop`` without a device."""
+    found = system_ports() if ports is None else ports
+    return sorted(p.device for p in found if classify(p) is PortKind.ESTOP_CANDIDATE)
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,85 @@
+"""`ephysd ports` recognises New Scale bridges and Arduino e-stop buttons."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from serial.tools.list_ports_common import ListPortInfo
+
+from ephysd.ports import PortKind, classify, describe, estop_candidates, format_table
+
+
+def usb_port(
+    device: str,
+    vid: int | None,
+    pid: int | None,
+    description: str = "n/a",
+    manufacturer: str | None = None,
+    serial_number: str | None = None,
+) -> ListPortInfo:
+    port = ListPortInfo(device, skip_link_detection=True)
+    port.vid, port.pid = vid, pid
+    port.description = description
+    port.manufacturer = manufacturer
+    port.serial_number = serial_number
+    return port
+
+
+BRIDGE = usb_port(
+    "/dev/ttyUSB1", 0x10C4, 0xEA60, "CP2102 USB to UART Bridge Controller", "Silicon Labs", "0001"
+)
+UNO = usb_port("/dev/ttyACM0", 0x2341, 0x0043, "Arduino Uno", "Arduino (www.arduino.cc)")
+CLONE = usb_port("/dev/ttyACM1", 0x1A86, 0x7523, "USB Serial", "Arduino LLC")
+OTHER_CP210X = usb_port("/dev/ttyUSB0", 0x10C4, 0xEA70, "CP2105 Dual USB to UART Bridge")
+BUILTIN = usb_port("/dev/ttyS0", None, None)
+
+
+def test_new_scale_bridges_are_recognised_by_usb_vid_and_pid() -> None:
+    assert classify(BRIDGE) is PortKind.NEWSCALE_BRIDGE
+    assert classify(OTHER_CP210X) is PortKind.OTHER
+
+
+def test_arduino_boards_are_e_stop_candidates_by_vid_or_name() -> None:
+    assert classify(UNO) is PortKind.ESTOP_CANDIDATE
+    assert classify(CLONE) is PortKind.ESTOP_CANDIDATE
+    assert classify(BUILTIN) is PortKind.OTHER
+    assert estop_candidates([BRIDGE, CLONE, UNO, BUILTIN]) == ["/dev/ttyACM0", "/dev/ttyACM1"]
+
+
+def test_table_lists_bridges_first_with_their_stable_names(tmp_path: Path) -> None:
+    by_id = {"/dev/ttyUSB1": "/dev/serial/by-id/usb-Silicon_Labs_CP2102_0001-if00-port0"}
+    entries = describe([BUILTIN, UNO, BRIDGE], by_id=by_id)
+    assert [e.device for e in entries] == ["/dev/ttyUSB1", "/dev/ttyACM0", "/dev/ttyS0"]
+    table = format_table(entries)
+    lines = table.splitlines()
+    assert lines[0].split() == ["DEVICE", "KIND", "USB", "ID", "SERIAL", "DESCRIPTION"]
+    assert "New Scale bridge" in lines[1] and "10c4:ea60" in lines[1] and "0001" in lines[1]
+    assert "Arduino (e-stop candidate)" in lines[2]
+    assert "/dev/ttyUSB1 = /dev/serial/by-id/usb-Silicon_Labs_CP2102_0001-if00-port0" in table
+
+
+def test_stable_names_come_from_udev_by_id_links(tmp_path: Path) -> None:
+    from ephysd.ports import stable_names
+
+    target = tmp_path / "ttyUSB7"
+    target.touch()
+    (tmp_path / "by-id").mkdir()
+    (tmp_path / "by-id" / "usb-bridge-0001").symlink_to(target)
+    assert stable_names(tmp_path / "by-id") == {
+        str(target.resolve()): str(tmp_path / "by-id" / "usb-bridge-0001")
+    }
+    assert stable_names(tmp_path / "missing") == {}
+
+
+def test_no_ports_is_said_plainly() -> None:
+    assert format_table([]) == "no serial ports found"
+
+
+def test_ports_command_runs_on_this_machine() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ephysd.ports"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(("DEVICE", "no serial ports found"))
