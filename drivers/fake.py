@@ -1,0 +1,156 @@
+"""A simulated rig: manipulators that move at the requested speed, in real time.
+
+Upstream's fake platform teleports; this one advances every manipulator along a
+straight line at ``speed`` mm/s in steps of ``1 / update_hz`` s, so a move takes
+as long as on a rig, ``position()`` sees intermediate points, and a cancelled
+move (``stop``) leaves the probe where it was at that moment. Ids, angles and
+shank counts are upstream's, so clients see the same rig.
+
+Tests can unplug a manipulator (:meth:`FakeManipulator.unplug`) to exercise the
+daemon's lost-device path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import trio
+import trio.lowlevel
+
+from drivers.base import (
+    DeviceError,
+    DeviceLost,
+    Manipulator,
+    Platform,
+    PlatformInfo,
+    PlatformOptions,
+    Vector,
+)
+
+INFO = PlatformInfo(
+    name="Fake Manipulator",
+    cli_name="fake",
+    axes_count=4,
+    dimensions_mm=(20.0, 20.0, 20.0, 20.0),
+    tolerance_mm=0.001,
+)
+
+# (yaw, pitch, roll) per manipulator index, as upstream's fake binding.
+ANGLES: tuple[tuple[float, float, float], ...] = (
+    (90.0, 60.0, 0.0),
+    (-90.0, 60.0, 0.0),
+    (180.0, 60.0, 0.0),
+    (0.0, 60.0, 0.0),
+    (45.0, 30.0, 0.0),
+    (-45.0, 30.0, 0.0),
+    (135.0, 30.0, 0.0),
+    (-135.0, 30.0, 0.0),
+)
+
+
+class FakeManipulator(Manipulator):
+    """One simulated 4-axis manipulator."""
+
+    def __init__(
+        self,
+        manipulator_id: str,
+        angles: tuple[float, float, float],
+        shank_count: int = 1,
+        update_hz: float = 100.0,
+    ) -> None:
+        super().__init__(manipulator_id)
+        self._position = np.zeros(4, dtype=np.float64)
+        self._angles = angles
+        self._shank_count = shank_count
+        self._step_s = 1.0 / update_hz
+        self._plugged = True
+        self.opened = False
+        self.halts = 0
+        self.moves_started = 0
+
+    # --- test hooks --------------------------------------------------------------
+
+    def unplug(self) -> None:
+        """Every call raises DeviceLost until :meth:`replug`."""
+        self._plugged = False
+
+    def replug(self) -> None:
+        self._plugged = True
+
+    def _check(self) -> None:
+        if not self._plugged:
+            self.opened = False
+            raise DeviceLost(f"fake manipulator {self.id} unplugged")
+        if not self.opened:
+            raise DeviceLost(f"fake manipulator {self.id} is not open")
+
+    # --- Manipulator -------------------------------------------------------------
+
+    async def open(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if not self._plugged:
+            raise DeviceLost(f"fake manipulator {self.id} unplugged")
+        self.opened = True
+
+    async def close(self) -> None:
+        self.opened = False
+
+    async def position(self) -> Vector:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        return self._position.copy()
+
+    async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
+        self._check()
+        self.moves_started += 1
+        goal = np.asarray(target, dtype=np.float64).copy()
+        if not np.all(np.isfinite(goal)) or not math.isfinite(speed_mm_s) or speed_mm_s <= 0:
+            raise DeviceError(f"invalid move target {goal.tolist()} at {speed_mm_s} mm/s")
+        try:
+            while True:
+                delta = goal - self._position
+                distance = float(np.linalg.norm(delta))
+                step = speed_mm_s * self._step_s
+                if distance <= step:
+                    await trio.sleep(self._step_s * distance / step)
+                    self._check()
+                    self._position = goal
+                    return self._position.copy()
+                await trio.sleep(self._step_s)
+                self._check()
+                self._position = self._position + delta * (step / distance)
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True), trio.move_on_after(0.2):
+                await self.halt()
+            raise
+
+    async def halt(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self.halts += 1
+
+    async def angles(self) -> tuple[float, float, float]:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        return self._angles
+
+    async def shank_count(self) -> int:
+        await trio.lowlevel.checkpoint()
+        self._check()
+        return self._shank_count
+
+
+class FakePlatform(Platform):
+    def __init__(self, count: int = 8, update_hz: float = 100.0) -> None:
+        self.info = INFO
+        self.manipulators = [
+            FakeManipulator(str(i), ANGLES[i % len(ANGLES)], 1, update_hz) for i in range(count)
+        ]
+
+    async def run(self, *, task_status: trio.TaskStatus[list[Manipulator]]) -> None:
+        task_status.started(list(self.manipulators))
+        await trio.sleep_forever()
+
+
+def create_platform(options: PlatformOptions) -> FakePlatform:
+    return FakePlatform(count=options.manipulator_count)

@@ -1,0 +1,483 @@
+"""One actor task per manipulator: the only code that touches its device.
+
+The API never calls a driver. It sends a msgspec message carrying a one-shot
+:class:`ReplySlot` down the actor's channel and awaits the slot. The actor
+handles every message in a child task, so a read is answered while a move is
+running (the driver serialises its own transactions), and the loop itself never
+waits on the device.
+
+A move runs inside a :class:`trio.CancelScope` the actor keeps. ``stop`` comes
+in on a separate priority channel, so it never queues behind other requests; it
+cancels that scope (the driver halts the hardware as it unwinds) and commands a
+halt as well. A new move cancels the running one first and waits for it to wind
+down, so the driver never sees two moves at once; the superseded move's ack
+says so.
+
+Every device wait is bounded; a :class:`~drivers.base.DeviceLost` takes the
+manipulator offline (requests then fail at once) and a reconnect task reopens
+it with exponential backoff until it is back. Nothing here starts a motion that
+no request asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import msgspec
+import numpy as np
+import trio
+
+from drivers.base import DeviceError, DeviceLost, Manipulator, PlatformInfo, Vector
+from ephysd.errors import DeviceTimeout, error_text
+from ephysd.models import INSIDE_BRAIN_REFUSAL, Vector3, Vector4, vector4
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+AXIS_NAMES = ("x", "y", "z", "w")
+
+
+class ReplySlot(Generic[T]):
+    """A value delivered once from the actor to the one task awaiting it."""
+
+    __slots__ = ("_event", "_value")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: T | None = None
+
+    def put(self, value: T) -> None:
+        if not self._event.is_set():
+            self._value = value
+            self._event.set()
+
+    async def get(self) -> T:
+        await self._event.wait()
+        return self._value  # type: ignore[return-value]
+
+
+class Result(msgspec.Struct, Generic[T], frozen=True):
+    """An answer: ``error`` empty means success and ``value`` is set."""
+
+    value: T | None = None
+    error: str = ""
+
+
+# --- Messages (API -> actor) -------------------------------------------------------
+
+
+class GetPosition(msgspec.Struct, frozen=True):
+    reply: ReplySlot[Result[Vector4]]
+
+
+class GetAngles(msgspec.Struct, frozen=True):
+    reply: ReplySlot[Result[Vector3]]
+
+
+class GetShankCount(msgspec.Struct, frozen=True):
+    reply: ReplySlot[Result[int]]
+
+
+class MoveTo(msgspec.Struct, frozen=True):
+    position: Vector4
+    speed: float
+    reply: ReplySlot[Result[Vector4]]
+
+
+class MoveDepth(msgspec.Struct, frozen=True):
+    depth: float
+    speed: float
+    reply: ReplySlot[Result[float]]
+
+
+class SetInsideBrain(msgspec.Struct, frozen=True):
+    inside: bool
+    reply: ReplySlot[Result[bool]]
+
+
+class Stop(msgspec.Struct, frozen=True):
+    reply: ReplySlot[Result[None]]
+
+
+Request = GetPosition | GetAngles | GetShankCount | MoveTo | MoveDepth | SetInsideBrain
+
+
+class ActorLimits(msgspec.Struct, frozen=True):
+    """Deadlines and backoff of one actor; tests shrink them."""
+
+    read_timeout_s: float = 5.0
+    halt_timeout_s: float = 1.0
+    open_timeout_s: float = 10.0
+    # A move may take (full travel on every axis / speed) * factor + slack.
+    move_time_factor: float = 2.0
+    move_slack_s: float = 10.0
+    send_timeout_s: float = 2.0
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 10.0
+    queue_size: int = 256
+
+
+class ActorHandle:
+    """The API's side of an actor: builds a message, sends it, awaits the reply."""
+
+    def __init__(
+        self,
+        manipulator_id: str,
+        requests: trio.MemorySendChannel[Request],
+        stops: trio.MemorySendChannel[Stop],
+        send_timeout_s: float,
+    ) -> None:
+        self.id = manipulator_id
+        self._requests = requests
+        self._stops = stops
+        self._send_timeout_s = send_timeout_s
+
+    async def _ask(self, channel: trio.MemorySendChannel[Any], message: Any, slot: Any) -> Any:
+        try:
+            with trio.fail_after(self._send_timeout_s):
+                await channel.send(message)
+        except trio.TooSlowError:
+            return Result(error=error_text(DeviceTimeout(f"Manipulator {self.id} is busy.")))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return Result(error=error_text(DeviceError(f"Manipulator {self.id} is shut down.")))
+        return await slot.get()
+
+    async def get_position(self) -> Result[Vector4]:
+        slot: ReplySlot[Result[Vector4]] = ReplySlot()
+        result: Result[Vector4] = await self._ask(self._requests, GetPosition(slot), slot)
+        return result
+
+    async def get_angles(self) -> Result[Vector3]:
+        slot: ReplySlot[Result[Vector3]] = ReplySlot()
+        result: Result[Vector3] = await self._ask(self._requests, GetAngles(slot), slot)
+        return result
+
+    async def get_shank_count(self) -> Result[int]:
+        slot: ReplySlot[Result[int]] = ReplySlot()
+        result: Result[int] = await self._ask(self._requests, GetShankCount(slot), slot)
+        return result
+
+    async def move_to(self, position: Vector4, speed: float) -> Result[Vector4]:
+        slot: ReplySlot[Result[Vector4]] = ReplySlot()
+        result: Result[Vector4] = await self._ask(
+            self._requests, MoveTo(position, speed, slot), slot
+        )
+        return result
+
+    async def move_depth(self, depth: float, speed: float) -> Result[float]:
+        slot: ReplySlot[Result[float]] = ReplySlot()
+        result: Result[float] = await self._ask(self._requests, MoveDepth(depth, speed, slot), slot)
+        return result
+
+    async def set_inside_brain(self, inside: bool) -> Result[bool]:
+        slot: ReplySlot[Result[bool]] = ReplySlot()
+        result: Result[bool] = await self._ask(self._requests, SetInsideBrain(inside, slot), slot)
+        return result
+
+    async def stop(self) -> Result[None]:
+        slot: ReplySlot[Result[None]] = ReplySlot()
+        result: Result[None] = await self._ask(self._stops, Stop(slot), slot)
+        return result
+
+
+class _Move:
+    """The one running (or about to run) move of an actor."""
+
+    __slots__ = ("done", "scope", "superseded")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+        self.superseded = False
+
+
+class Actor:
+    """Owns one :class:`Manipulator` for the daemon's lifetime."""
+
+    def __init__(
+        self, manipulator: Manipulator, info: PlatformInfo, limits: ActorLimits | None = None
+    ) -> None:
+        self.manipulator = manipulator
+        self.id = manipulator.id
+        self._info = info
+        self._limits = limits or ActorLimits()
+        self._requests_send, self._requests = trio.open_memory_channel[Request](
+            self._limits.queue_size
+        )
+        self._stops_send, self._stops = trio.open_memory_channel[Stop](self._limits.queue_size)
+        self.handle = ActorHandle(
+            self.id, self._requests_send, self._stops_send, self._limits.send_timeout_s
+        )
+        self._move: _Move | None = None
+        self._inside_brain = False
+        self._online = True
+        self._lost_reason = ""
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def online(self) -> bool:
+        return self._online
+
+    @property
+    def moving(self) -> bool:
+        return self._move is not None
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[ActorHandle] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Open the device, report the handle, then serve messages until cancelled.
+
+        A device that cannot be opened at start is a startup error (raised as
+        DeviceError), so a wrong ``--port`` ends the daemon with one line.
+        """
+        try:
+            with trio.fail_after(self._limits.open_timeout_s):
+                await self.manipulator.open()
+        except trio.TooSlowError:
+            raise DeviceError(
+                f"Manipulator {self.id} did not answer within {self._limits.open_timeout_s} s."
+            ) from None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._serve_stops)
+                log.info("manipulator %s ready", self.id)
+                task_status.started(self.handle)
+                async for message in self._requests:
+                    nursery.start_soon(self._dispatch, message)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(self._limits.halt_timeout_s):
+                await self.manipulator.close()
+
+    # --- plumbing --------------------------------------------------------------
+
+    def _offline_error(self) -> str:
+        return error_text(
+            DeviceLost(f"Manipulator {self.id} is offline ({self._lost_reason}); reconnecting.")
+        )
+
+    def _go_offline(self, exc: DeviceLost) -> None:
+        if not self._online:
+            return
+        self._online = False
+        self._lost_reason = str(exc) or type(exc).__name__
+        log.warning("manipulator %s lost: %s; reconnecting", self.id, self._lost_reason)
+        if self._move is not None:
+            self._move.scope.cancel()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._reconnect)
+
+    async def _reconnect(self) -> None:
+        delay = self._limits.reconnect_initial_s
+        attempt = 0
+        while True:
+            await trio.sleep(delay)
+            attempt += 1
+            with trio.move_on_after(self._limits.halt_timeout_s):
+                await self.manipulator.close()
+            try:
+                with trio.fail_after(self._limits.open_timeout_s):
+                    await self.manipulator.open()
+            except (DeviceError, trio.TooSlowError) as exc:
+                log.info(
+                    "manipulator %s reopen attempt %d failed: %s", self.id, attempt, error_text(exc)
+                )
+                delay = min(delay * 2, self._limits.reconnect_max_s)
+                continue
+            self._online = True
+            log.warning("manipulator %s back online after %d attempt(s)", self.id, attempt)
+            return
+
+    async def _device(self, call: Callable[[], Awaitable[T]], timeout_s: float, what: str) -> T:
+        """One bounded device call; a lost device takes the actor offline."""
+        try:
+            with trio.fail_after(timeout_s):
+                return await call()
+        except trio.TooSlowError:
+            raise DeviceTimeout(
+                f"Manipulator {self.id} did not answer {what} within {timeout_s} s."
+            ) from None
+        except DeviceLost as exc:
+            self._go_offline(exc)
+            raise
+
+    def _failure(self, what: str, exc: Exception) -> str:
+        text = error_text(exc)
+        if isinstance(exc, DeviceError | TimeoutError):
+            log.error("manipulator %s %s failed: %s", self.id, what, text)
+        else:
+            log.exception("manipulator %s %s failed with an unexpected error", self.id, what)
+        return text
+
+    async def _read_position(self) -> Vector:
+        return await self._device(
+            self.manipulator.position, self._limits.read_timeout_s, "a position read"
+        )
+
+    # --- message handlers ------------------------------------------------------
+
+    async def _dispatch(self, message: Request) -> None:
+        if not self._online and not isinstance(message, SetInsideBrain):
+            message.reply.put(Result(error=self._offline_error()))
+            return
+        match message:
+            case GetPosition():
+                await self._get_position(message)
+            case GetAngles():
+                await self._get_angles(message)
+            case GetShankCount():
+                await self._get_shank_count(message)
+            case MoveTo():
+                await self._move_to(message)
+            case MoveDepth():
+                await self._move_depth(message)
+            case SetInsideBrain():
+                self._inside_brain = message.inside
+                log.info("manipulator %s inside brain: %s", self.id, message.inside)
+                message.reply.put(Result(value=message.inside))
+
+    async def _get_position(self, message: GetPosition) -> None:
+        try:
+            position = await self._read_position()
+        except Exception as exc:
+            message.reply.put(Result(error=self._failure("get_position", exc)))
+        else:
+            message.reply.put(Result(value=vector4(position)))
+
+    async def _get_angles(self, message: GetAngles) -> None:
+        try:
+            yaw, pitch, roll = await self._device(
+                self.manipulator.angles, self._limits.read_timeout_s, "an angle read"
+            )
+        except Exception as exc:
+            message.reply.put(Result(error=self._failure("get_angles", exc)))
+        else:
+            message.reply.put(Result(value=Vector3(float(yaw), float(pitch), float(roll))))
+
+    async def _get_shank_count(self, message: GetShankCount) -> None:
+        try:
+            count = await self._device(
+                self.manipulator.shank_count, self._limits.read_timeout_s, "a shank-count read"
+            )
+        except Exception as exc:
+            message.reply.put(Result(error=self._failure("get_shank_count", exc)))
+        else:
+            message.reply.put(Result(value=int(count)))
+
+    def _move_deadline_s(self, speed: float) -> float:
+        travel = sum(self._info.dimensions_mm)
+        seconds = travel / speed * self._limits.move_time_factor + self._limits.move_slack_s
+        return seconds if math.isfinite(seconds) else math.inf
+
+    async def _run_move(
+        self, drive: Callable[[], Awaitable[T]], speed: float
+    ) -> tuple[T | None, str]:
+        """Run ``drive`` as this actor's one move: supersede the previous one,
+        bound it, make it stoppable. Returns (driver result or None, error)."""
+        move = _Move()
+        previous, self._move = self._move, move
+        try:
+            if previous is not None:
+                previous.superseded = True
+                previous.scope.cancel()
+                await previous.done.wait()
+            result: T | None = None
+            error = ""
+            deadline = self._move_deadline_s(speed)
+            with move.scope:
+                try:
+                    result = await self._device(drive, deadline, "the end of a move")
+                except Exception as exc:
+                    error = self._failure("move", exc)
+            if move.superseded:
+                return None, (
+                    f"Manipulator {self.id} move was superseded by a newer "
+                    "set_position or set_depth request."
+                )
+            if move.scope.cancelled_caught:
+                log.info("manipulator %s move stopped", self.id)
+                result = None
+            return result, error
+        finally:
+            if self._move is move:
+                self._move = None
+            move.done.set()
+
+    async def _move_to(self, message: MoveTo) -> None:
+        if self._inside_brain:
+            log.error("manipulator %s set_position refused: %s", self.id, INSIDE_BRAIN_REFUSAL)
+            message.reply.put(Result(error=INSIDE_BRAIN_REFUSAL))
+            return
+        target = np.asarray(message.position.as_tuple(), dtype=np.float64)
+        log.info("manipulator %s move to %s at %s mm/s", self.id, message.position, message.speed)
+        final, error = await self._run_move(
+            lambda: self.manipulator.move_to(target, message.speed), message.speed
+        )
+        if error:
+            message.reply.put(Result(error=error))
+            return
+        try:
+            reached = final if final is not None else await self._read_position()
+        except Exception as exc:
+            message.reply.put(Result(error=self._failure("position read after move", exc)))
+            return
+        reached_v = vector4(reached)
+        tolerance = self._info.tolerance_mm
+        for axis in range(self._info.axes_count):
+            if abs(float(reached[axis]) - float(target[axis])) > tolerance:
+                text = (
+                    f"Manipulator {self.id} did not reach target position on axis "
+                    f"{AXIS_NAMES[axis]}. Requested: {message.position}, got: {reached_v}."
+                )
+                log.error("%s", text)
+                message.reply.put(Result(error=text))
+                return
+        message.reply.put(Result(value=reached_v))
+
+    async def _move_depth(self, message: MoveDepth) -> None:
+        log.info("manipulator %s depth to %s at %s mm/s", self.id, message.depth, message.speed)
+        final, error = await self._run_move(
+            lambda: self.manipulator.move_depth(message.depth, message.speed), message.speed
+        )
+        if error:
+            message.reply.put(Result(error=error))
+            return
+        try:
+            depth = final if final is not None else float((await self._read_position())[3])
+        except Exception as exc:
+            message.reply.put(Result(error=self._failure("position read after move", exc)))
+            return
+        if abs(depth - message.depth) > self._info.tolerance_mm:
+            text = (
+                f"Manipulator {self.id} did not reach target depth."
+                f" Requested: {message.depth}, got: {depth}."
+            )
+            log.error("%s", text)
+            message.reply.put(Result(error=text))
+            return
+        message.reply.put(Result(value=depth))
+
+    async def _serve_stops(self) -> None:
+        async for message in self._stops:
+            # Cancel here, in order, before anything can wait; halt in a child.
+            if self._move is not None:
+                self._move.scope.cancel()
+            assert self._nursery is not None
+            self._nursery.start_soon(self._halt, message)
+
+    async def _halt(self, message: Stop) -> None:
+        if not self._online:
+            message.reply.put(Result(error=self._offline_error()))
+            return
+        try:
+            await self._device(self.manipulator.halt, self._limits.halt_timeout_s, "a halt")
+        except Exception as exc:
+            message.reply.put(Result(error=self._failure("stop", exc)))
+        else:
+            log.info("manipulator %s stopped", self.id)
+            message.reply.put(Result(value=None))
