@@ -1,0 +1,380 @@
+"""What the two HTTP platforms (Pathfinder MPM, Parallax) share.
+
+Both vendor programs publish the whole rig's state on ``GET /`` about 30 times
+a second and take JSON commands on ``PUT /``. One :class:`StatePoller` per
+platform fetches that state and every manipulator reads the latest snapshot,
+so any number of clients asking for positions costs the vendor software one
+GET per refresh, never a request storm. A platform only supplies a
+:class:`Dialect`: how to read its state and how to spell its commands.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+import httpx
+import msgspec
+import numpy as np
+import trio
+
+from drivers.base import (
+    DeviceError,
+    DeviceLost,
+    Manipulator,
+    Platform,
+    PlatformInfo,
+    Vector,
+)
+from drivers.coordinates import AxisMap
+
+log = logging.getLogger(__name__)
+
+Command = dict[str, object]
+
+POLL_INTERVAL_S = 1 / 30
+"""The vendor software refreshes its state at ~30 Hz; polling faster gains nothing."""
+REQUEST_TIMEOUT_S = 0.5
+STALE_AFTER_S = 0.5
+"""A snapshot older than this is not trusted: positions would be lies."""
+STOP_DEADLINE_S = 0.5
+COARSE_SPEED_THRESHOLD_MM_S = 0.1
+INSERTION_RATE_LIMIT_UM_MIN = 9000.0
+
+
+class ProbeState(msgspec.Struct, frozen=True):
+    """One manipulator's state as the vendor reported it, already validated."""
+
+    native_mm: tuple[float, float, float]
+    angles: tuple[float, float, float]
+    shank_count: int
+
+
+class Dialect(abc.ABC):
+    """How one vendor's HTTP server reads and writes: data plus four command shapes."""
+
+    label: str
+    """Human name used in error text, e.g. "Pathfinder MPM"."""
+    info: PlatformInfo
+    axis_map: AxisMap
+
+    @abc.abstractmethod
+    def parse_state(self, body: bytes) -> dict[str, ProbeState]:
+        """Decode a GET body; raise ValueError saying what is wrong with it."""
+
+    @abc.abstractmethod
+    def step_mode_command(self, manipulator_id: str, fine: bool) -> Command: ...
+
+    @abc.abstractmethod
+    def move_command(self, manipulator_id: str, native_mm: Sequence[float]) -> Command: ...
+
+    @abc.abstractmethod
+    def insertion_command(
+        self, manipulator_id: str, distance_um: float, rate_um_min: float
+    ) -> Command: ...
+
+    @abc.abstractmethod
+    def stop_command(self, manipulator_id: str) -> Command: ...
+
+
+class StatePoller:
+    """Fetches the rig state at the vendor's refresh rate and hands out the latest one."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        interval: float = POLL_INTERVAL_S,
+        stale_after: float = STALE_AFTER_S,
+        request_timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self._dialect = dialect
+        self._url = url
+        self._client = client
+        self._interval = interval
+        self._stale_after = stale_after
+        self._request_timeout = request_timeout
+        self._snapshot: dict[str, ProbeState] = {}
+        self._snapshot_time = -math.inf
+        self._last_error: DeviceError | None = None
+        self._tick = trio.Event()
+        self.name = f"{dialect.label} at {url}"
+
+    async def fetch(self) -> dict[str, ProbeState]:
+        """One GET, validated. DeviceLost when nobody answers, DeviceError for nonsense."""
+        try:
+            with trio.fail_after(self._request_timeout * 2):
+                response = await self._client.get(self._url, timeout=self._request_timeout)
+        except httpx.ConnectError:
+            raise DeviceLost(
+                f"{self.name} is not answering (connection refused: "
+                f"is {self._dialect.label} running?)"
+            ) from None
+        except (httpx.TimeoutException, trio.TooSlowError):
+            raise DeviceLost(
+                f"{self.name} is not answering (no reply within {self._request_timeout:g} s)"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise DeviceLost(
+                f"{self.name} is not answering ({type(exc).__name__}: {exc})"
+            ) from None
+        if response.status_code != 200:
+            raise DeviceError(f"{self.name} answered HTTP {response.status_code} to GET")
+        try:
+            return self._dialect.parse_state(response.content)
+        except ValueError as exc:
+            raise DeviceError(f"{self.name} answered nonsense: {exc}") from None
+
+    def accept(self, snapshot: dict[str, ProbeState]) -> None:
+        if self._last_error is not None:
+            log.warning("%s is answering again", self.name)
+        self._snapshot = snapshot
+        self._snapshot_time = trio.current_time()
+        self._last_error = None
+        self._wake()
+
+    def _reject(self, error: DeviceError) -> None:
+        if self._last_error is None or str(self._last_error) != str(error):
+            log.error("%s", error)
+        self._last_error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        self._tick.set()
+        self._tick = trio.Event()
+
+    async def run(self) -> NoReturn:
+        """Poll forever on a fixed cadence; failures are recorded, never raised."""
+        next_at = trio.current_time()
+        while True:
+            try:
+                snapshot = await self.fetch()
+            except DeviceError as exc:
+                self._reject(exc)
+            else:
+                self.accept(snapshot)
+            next_at = max(next_at + self._interval, trio.current_time())
+            await trio.sleep_until(next_at)
+
+    def probe(self, manipulator_id: str) -> ProbeState:
+        """The latest state of one manipulator, or the reason it cannot be trusted."""
+        age = trio.current_time() - self._snapshot_time
+        if age > self._stale_after:
+            if self._last_error is not None:
+                raise type(self._last_error)(str(self._last_error))
+            raise DeviceLost(f"{self.name} is not answering (no state for {age:.1f} s)")
+        try:
+            return self._snapshot[manipulator_id]
+        except KeyError:
+            raise DeviceError(
+                f"{self.name} no longer reports manipulator {manipulator_id}"
+            ) from None
+
+    async def next_probe(self, manipulator_id: str) -> ProbeState:
+        """Wait for the next poll (bounded), then read."""
+        with trio.move_on_after(self._stale_after):
+            await self._tick.wait()
+        return self.probe(manipulator_id)
+
+    async def put(self, command: Command) -> None:
+        body = msgspec.json.encode(command)
+        try:
+            with trio.fail_after(self._request_timeout * 2):
+                response = await self._client.put(
+                    self._url,
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=self._request_timeout,
+                )
+        except (httpx.HTTPError, trio.TooSlowError) as exc:
+            raise DeviceLost(
+                f"{self.name} did not take command {body.decode()} "
+                f"({type(exc).__name__}: {exc or 'timed out'})"
+            ) from None
+        if not response.is_success:
+            raise DeviceError(
+                f"{self.name} refused command {body.decode()} (HTTP {response.status_code})"
+            )
+        log.debug("%s <- PUT %s", self.name, body.decode())
+
+
+Done = Callable[[ProbeState], bool]
+
+
+class HttpManipulator(Manipulator):
+    """A manipulator whose reads come from the shared poller and whose moves are PUTs."""
+
+    STALL_POLLS = 10
+    """A move is over once the position stops changing for this many polls..."""
+    STALL_MIN_S = 1.0
+    """...and for at least this long (the vendor may take a moment to start moving)."""
+    STILL_MM = 0.0001
+
+    def __init__(self, manipulator_id: str, dialect: Dialect, poller: StatePoller) -> None:
+        super().__init__(manipulator_id)
+        self._dialect = dialect
+        self._poller = poller
+        self._tolerance = dialect.info.tolerance_mm
+        self._halts = 0
+
+    def _unified(self, probe: ProbeState) -> Vector:
+        return self._dialect.axis_map.to_unified(np.asarray(probe.native_mm, dtype=np.float64))
+
+    async def open(self) -> None:
+        await self._poller.next_probe(self.id)
+
+    async def close(self) -> None:
+        return None
+
+    async def position(self) -> Vector:
+        return self._unified(self._poller.probe(self.id))
+
+    async def angles(self) -> tuple[float, float, float]:
+        return self._poller.probe(self.id).angles
+
+    async def shank_count(self) -> int:
+        return self._poller.probe(self.id).shank_count
+
+    async def halt(self) -> None:
+        self._halts += 1
+        await self._poller.put(self._dialect.stop_command(self.id))
+
+    async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
+        target = np.asarray(target, dtype=np.float64)
+        _check_motion_args(target[:3], speed_mm_s)
+        native_target = self._dialect.axis_map.to_native(target, 3)
+        start = np.asarray(self._poller.probe(self.id).native_mm)
+        distance = float(np.max(np.abs(native_target - start)))
+        limit = 10.0 + 3.0 * distance / speed_mm_s
+
+        def arrived(probe: ProbeState) -> bool:
+            error = np.abs(np.asarray(probe.native_mm) - native_target)
+            return bool(np.all(error <= self._tolerance))
+
+        halts = self._halts
+        try:
+            fine = speed_mm_s <= COARSE_SPEED_THRESHOLD_MM_S
+            await self._poller.put(self._dialect.step_mode_command(self.id, fine))
+            await self._poller.put(self._dialect.move_command(self.id, native_target.tolist()))
+            final = await self._wait(arrived, limit, halts)
+        except BaseException:
+            await self._stop_shielded()
+            raise
+        return self._unified(final)
+
+    async def move_depth(self, depth_mm: float, speed_mm_s: float) -> float:
+        """Drive along the probe with the vendor's insertion command."""
+        _check_motion_args(np.array([depth_mm]), speed_mm_s)
+        current = float(self._unified(self._poller.probe(self.id))[3])
+        distance_um = (depth_mm - current) * 1000.0
+        if abs(distance_um) <= self._tolerance * 1000.0:
+            return current
+        rate_um_min = min(speed_mm_s * 60_000.0, INSERTION_RATE_LIMIT_UM_MIN)
+        limit = 10.0 + 3.0 * abs(distance_um) / (rate_um_min / 60.0)
+
+        def arrived(probe: ProbeState) -> bool:
+            return abs(float(self._unified(probe)[3]) - depth_mm) <= self._tolerance
+
+        halts = self._halts
+        try:
+            await self._poller.put(
+                self._dialect.insertion_command(self.id, round(distance_um, 3), rate_um_min)
+            )
+            final = await self._wait(arrived, limit, halts)
+        except BaseException:
+            await self._stop_shielded()
+            raise
+        return float(self._unified(final)[3])
+
+    async def _wait(self, arrived: Done, limit_s: float, halts: int) -> ProbeState:
+        """Until arrived, halted, or stalled; bounded by ``limit_s``."""
+        try:
+            with trio.fail_after(limit_s):
+                probe = self._poller.probe(self.id)
+                anchor = np.asarray(probe.native_mm)
+                still_polls = 0
+                still_since = trio.current_time()
+                while True:
+                    probe = await self._poller.next_probe(self.id)
+                    if arrived(probe) or self._halts != halts:
+                        return probe
+                    now_mm = np.asarray(probe.native_mm)
+                    if np.max(np.abs(now_mm - anchor)) > self.STILL_MM:
+                        anchor, still_polls, still_since = now_mm, 0, trio.current_time()
+                        continue
+                    still_polls += 1
+                    stalled_for = trio.current_time() - still_since
+                    if still_polls >= self.STALL_POLLS and stalled_for >= self.STALL_MIN_S:
+                        log.warning(
+                            "%s manipulator %s stopped short of its target",
+                            self._poller.name,
+                            self.id,
+                        )
+                        return probe
+        except trio.TooSlowError:
+            raise DeviceError(
+                f"Manipulator {self.id} did not finish its move within {limit_s:.0f} s"
+            ) from None
+
+    async def _stop_shielded(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(STOP_DEADLINE_S):
+            try:
+                await self._poller.put(self._dialect.stop_command(self.id))
+            except DeviceError as exc:
+                log.error("could not stop manipulator %s: %s", self.id, exc)
+
+
+def _check_motion_args(target: Vector, speed_mm_s: float) -> None:
+    if not (math.isfinite(speed_mm_s) and speed_mm_s > 0):
+        raise DeviceError(f"Speed must be a positive number of mm/s, not {speed_mm_s!r}")
+    if not np.all(np.isfinite(target)):
+        raise DeviceError("Target position must be finite numbers")
+
+
+class HttpPlatform(Platform):
+    """A rig behind one vendor HTTP server: discover from one GET, then poll forever."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        url: str,
+        *,
+        interval: float = POLL_INTERVAL_S,
+        stale_after: float = STALE_AFTER_S,
+        request_timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.info = dialect.info
+        self.url = url
+        self._dialect = dialect
+        self._interval = interval
+        self._stale_after = stale_after
+        self._request_timeout = request_timeout
+
+    async def run(self, *, task_status: trio.TaskStatus[list[Manipulator]]) -> None:
+        # trust_env=False: a proxy from the environment must never sit between us and the rig.
+        async with httpx.AsyncClient(trust_env=False) as client:
+            poller = StatePoller(
+                self._dialect,
+                self.url,
+                client,
+                interval=self._interval,
+                stale_after=self._stale_after,
+                request_timeout=self._request_timeout,
+            )
+            snapshot = await poller.fetch()
+            poller.accept(snapshot)
+            manipulators: list[Manipulator] = [
+                HttpManipulator(manipulator_id, self._dialect, poller)
+                for manipulator_id in snapshot
+            ]
+            if manipulators:
+                log.info("%s reports manipulators %s", poller.name, ", ".join(snapshot))
+            else:
+                log.warning("%s reports no manipulators", poller.name)
+            task_status.started(manipulators)
+            await poller.run()
