@@ -1,0 +1,180 @@
+"""The per-session object handed to the layer above (satisfies ``EngineIOSocket``).
+
+It glues the sans-IO :class:`EngineIOSession` to Trio: a bounded queue of
+incoming messages for ``receive``, a bounded outbox that whichever transport is
+active drains (a long-poll response or the WebSocket writer), and a wake-up
+lot every waiter parks on. Transports come and go (polling, then WebSocket);
+this object is the one thing that lives as long as the session.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+
+import trio
+
+from protocol.engineio.packets import RECORD_SEPARATOR, Packet, PacketType
+from protocol.engineio.session import (
+    POLLING,
+    Close,
+    EngineIOSession,
+    Event,
+    Message,
+    Ping,
+    SessionState,
+)
+from protocol.errors import LocalProtocolError
+from protocol.transport import CloseReason, RequestInfo, SessionClosed
+
+log = logging.getLogger(__name__)
+
+
+class ServerSocket:
+    """One Engine.IO session as seen by the application; transport-independent."""
+
+    def __init__(
+        self,
+        core: EngineIOSession,
+        request: RequestInfo,
+        on_closed: Callable[[ServerSocket], None],
+    ) -> None:
+        self.core = core
+        self._request = request
+        self._on_closed = on_closed
+        size = core.config.send_queue_size
+        self._incoming_send, self._incoming_recv = trio.open_memory_channel[str | bytes](size)
+        self._out: deque[Packet] = deque()
+        self._out_messages = 0
+        self._capacity = size
+        self._lot = trio.lowlevel.ParkingLot()
+        self.closed_event = trio.Event()
+        # Set by the transports, read by the HTTP router.
+        self.poll_active = False
+        self.post_active = False
+
+    # -- EngineIOSocket ---------------------------------------------------------
+    @property
+    def sid(self) -> str:
+        return self.core.sid
+
+    @property
+    def transport(self) -> str:
+        return self.core.transport
+
+    @property
+    def request(self) -> RequestInfo:
+        return self._request
+
+    @property
+    def close_reason(self) -> CloseReason:
+        return self.core.close_reason or CloseReason.SERVER
+
+    async def receive(self) -> str | bytes:
+        try:
+            return await self._incoming_recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise SessionClosed(self.close_reason) from None
+
+    async def send(self, message: str | bytes) -> None:
+        if not isinstance(message, str | bytes):
+            raise LocalProtocolError(f"messages are str or bytes, not {type(message).__name__}")
+        if isinstance(message, str) and RECORD_SEPARATOR in message and self.transport == POLLING:
+            raise LocalProtocolError("a message sent over polling cannot contain \\x1e")
+        while self._out_messages >= self._capacity and not self.core.closed:
+            await self._lot.park()
+        if self.core.closed:
+            raise SessionClosed(self.close_reason)
+        self._out.append(Packet(PacketType.MESSAGE, message))
+        self._out_messages += 1
+        self._lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+    async def close(self, reason: CloseReason = CloseReason.SERVER) -> None:
+        self.close_now(reason)
+        await trio.lowlevel.checkpoint()
+
+    # -- used by the transports ---------------------------------------------------
+    def close_now(self, reason: CloseReason) -> None:
+        """Synchronous close, usable from cleanup paths that must not block."""
+        self.apply(self.core.close(reason))
+
+    def apply(self, events: list[Event]) -> None:
+        """Act on state-machine events that need no waiting (everything but Message)."""
+        for event in events:
+            if isinstance(event, Ping):
+                self._push_control(Packet(PacketType.PING))
+            elif isinstance(event, Close):
+                self._finish(event.reason)
+            elif isinstance(event, Message):
+                raise LocalProtocolError("messages go through deliver()")
+        # Upgrade progress changes what a pending poll should do: wake it.
+        self._lot.unpark_all()
+
+    async def deliver(self, events: list[Event]) -> None:
+        """Act on events from a received packet; waits while the incoming queue is full."""
+        for event in events:
+            if isinstance(event, Message):
+                try:
+                    await self._incoming_send.send(event.data)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return
+            else:
+                self.apply([event])
+
+    def notify(self) -> None:
+        self._lot.unpark_all()
+
+    async def wait_changed(self) -> None:
+        await self._lot.park()
+
+    def _push_control(self, packet: Packet) -> None:
+        # Control packets bypass the message bound: the protocol limits them to
+        # one ping per interval plus the final close.
+        self._out.append(packet)
+
+    def _finish(self, reason: CloseReason) -> None:
+        if reason is CloseReason.CLIENT:
+            # The peer is leaving; nothing we still had for it matters.
+            self._out.clear()
+        else:
+            self._out.append(Packet(PacketType.CLOSE))
+        self._out_messages = 0
+        self._incoming_send.close()
+        self.closed_event.set()
+        self._lot.unpark_all()
+        self._on_closed(self)
+        log.info("session %s closed: %s", self.sid, reason.value)
+
+    async def take_for_poll(self) -> list[Packet]:
+        """Wait for what a long-poll GET should return: queued packets, or a noop.
+
+        A noop answers a poll that must end without data: the session closed at
+        the client's request, or an upgrade probe succeeded and the client is
+        pausing polling.
+        """
+        while True:
+            if self._out:
+                return self._take_all()
+            if self.core.closed or self.core.state is SessionState.UPGRADING:
+                return [Packet(PacketType.NOOP)]
+            if self.core.transport != POLLING:
+                return [Packet(PacketType.NOOP)]
+            await self._lot.park()
+
+    async def take_for_websocket(self) -> list[Packet] | None:
+        """Wait for packets the WebSocket writer should send; None once closed and drained."""
+        while True:
+            if self._out:
+                return self._take_all()
+            if self.core.closed:
+                return None
+            await self._lot.park()
+
+    def _take_all(self) -> list[Packet]:
+        packets = list(self._out)
+        self._out.clear()
+        self._out_messages = 0
+        self._lot.unpark_all()
+        return packets

@@ -1,0 +1,139 @@
+"""A minimal server-side WebSocket over a Trio stream, driven by wsproto.
+
+h11 has already parsed the upgrade request on the same connection (one port
+serves polling and WebSocket), so this takes over after the ``101`` with
+wsproto's frame-level :class:`~wsproto.connection.Connection`. Messages are
+assembled here with a byte budget so an oversized one is refused with close
+code 1009 as soon as it crosses the limit, never buffered whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections import deque
+
+import trio
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
+
+log = logging.getLogger(__name__)
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_RECV_CHUNK = 65536
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_TOO_BIG = 1009
+
+
+def accept_key(client_key: bytes) -> bytes:
+    """The ``Sec-WebSocket-Accept`` value for a handshake's ``Sec-WebSocket-Key``."""
+    return base64.b64encode(hashlib.sha1(client_key + _GUID).digest())
+
+
+class MessageTooBig(Exception):
+    """The peer sent a message over the size limit; the socket is already closing."""
+
+
+class WebSocket:
+    """Message-level WebSocket on an already-upgraded stream."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        trailing_data: bytes,
+        max_message: int,
+        write_timeout: float,
+    ) -> None:
+        self._stream = stream
+        self._ws = Connection(ConnectionType.SERVER, trailing_data=trailing_data)
+        self._max = max_message
+        self._write_timeout = write_timeout
+        self._send_lock = trio.Lock()
+        self._ready: deque[str | bytes] = deque()
+        self._parts: list[str | bytes] = []
+        self._size = 0
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def receive(self) -> str | bytes | None:
+        """Next complete message, or None once the connection is closed."""
+        while not self._ready:
+            if self._closed:
+                return None
+            await self._process_events()
+            if self._ready or self._closed:
+                continue
+            try:
+                data = await self._stream.receive_some(_RECV_CHUNK)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            self._ws.receive_data(bytes(data) or None)
+        return self._ready.popleft()
+
+    async def _process_events(self) -> None:
+        for event in self._ws.events():
+            if isinstance(event, TextMessage | BytesMessage):
+                await self._add_part(event)
+            elif isinstance(event, Ping):
+                await self._write(self._ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                    await self._write(self._ws.send(event.response()))
+                self._closed = True
+                return
+
+    async def _add_part(self, event: TextMessage | BytesMessage) -> None:
+        data: str | bytes = event.data if isinstance(event.data, str) else bytes(event.data)
+        self._size += len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+        if self._size > self._max:
+            log.debug("websocket message over %d bytes: closing with 1009", self._max)
+            await self.close(CLOSE_TOO_BIG, "message too big")
+            raise MessageTooBig
+        self._parts.append(data)
+        if event.message_finished:
+            if isinstance(event, TextMessage):
+                message: str | bytes = "".join(p for p in self._parts if isinstance(p, str))
+            else:
+                message = b"".join(p for p in self._parts if isinstance(p, bytes))
+            self._ready.append(message)
+            self._parts = []
+            self._size = 0
+
+    async def send_many(self, messages: list[str | bytes]) -> None:
+        """Send messages as one write; raises BrokenResourceError if the socket is gone."""
+        if self._closed:
+            raise trio.BrokenResourceError("websocket closed")
+        try:
+            frames = b"".join(
+                self._ws.send(TextMessage(data=m) if isinstance(m, str) else BytesMessage(data=m))
+                for m in messages
+            )
+        except WSLocalProtocolError as exc:
+            raise trio.BrokenResourceError("websocket closing") from exc
+        await self._write(frames)
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Send a close frame (once); never raises, never waits past the write timeout."""
+        if self._closed or self._ws.state is not ConnectionState.OPEN:
+            self._closed = True
+            return
+        self._closed = True
+        try:
+            data = self._ws.send(CloseConnection(code=code, reason=reason))
+            await self._write(data)
+        except (WSLocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _write(self, data: bytes) -> None:
+        async with self._send_lock:
+            try:
+                with trio.fail_after(self._write_timeout):
+                    await self._stream.send_all(data)
+            except trio.TooSlowError as exc:
+                raise trio.BrokenResourceError("websocket write timed out") from exc
