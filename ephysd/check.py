@@ -1,0 +1,159 @@
+"""``ephysd check``: is this rig configured right? Answered without moving anything.
+
+Run before enabling the service, or after re-cabling a rig: it validates the
+configuration values, makes sure the listen address is free and each serial
+device can be opened by this user, then starts the platform and handshakes
+with every manipulator (open, read the position, close). It never sends a
+move: a check must be safe with probes in a brain.
+
+Each finding is one line; any failure makes the exit status non-zero.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import trio
+
+from drivers.base import DeviceError, Manipulator, Platform
+from ephysd.security import AccessPolicy, PolicyError
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    subject: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'}  {self.subject}: {self.text}"
+
+
+def check_policy(allow: Sequence[str], allow_origin: Sequence[str], token: str | None) -> Finding:
+    try:
+        policy = AccessPolicy.from_config(allow, allow_origin, token)
+    except PolicyError as exc:
+        return Finding(False, "access", str(exc))
+    origins = ", ".join(sorted(policy.allowed_origins)) or "none (browsers refused)"
+    networks = ", ".join(str(n) for n in policy.allow)
+    token_text = "token required" if policy.token else "no token"
+    return Finding(True, "access", f"clients from {networks}; origins {origins}; {token_text}")
+
+
+def check_listen(host: str, port: int) -> Finding:
+    """Can we bind the listen address? Says plainly if another ephysd holds it."""
+    subject = f"listen {host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return Finding(False, subject, f"cannot resolve the address ({exc.strerror})")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return Finding(False, subject, "address in use (is ephysd already running?)")
+            return Finding(False, subject, f"cannot bind: {exc.strerror}")
+    loopback = host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+    where = "loopback only" if loopback else "reachable from the network"
+    return Finding(True, subject, f"free ({where})")
+
+
+def check_serial_device(spec: str) -> Finding:
+    """``DEVICE`` or ``NAME=DEVICE``: the device node exists and this user may open it."""
+    _, sep, device = spec.partition("=")
+    device = device if sep else spec
+    subject = f"port {device}"
+    try:
+        info = os.stat(device)
+    except FileNotFoundError:
+        return Finding(False, subject, "no such device (unplugged? see `ephysd ports`)")
+    except OSError as exc:
+        return Finding(False, subject, f"cannot stat: {exc.strerror}")
+    if not stat.S_ISCHR(info.st_mode):
+        return Finding(False, subject, "not a serial (character) device")
+    if not os.access(device, os.R_OK | os.W_OK):
+        return Finding(False, subject, "permission denied (is this user in the dialout group?)")
+    real = os.path.realpath(device)
+    return Finding(True, subject, "present" + (f" ({real})" if real != device else ""))
+
+
+async def check_platform(
+    platform: Platform, open_timeout_s: float = OPEN_TIMEOUT_S
+) -> list[Finding]:
+    """Start the platform, handshake with each manipulator concurrently, release everything."""
+    subject = f"platform {platform.info.cli_name}"
+    findings: list[Finding] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(open_timeout_s):
+                manipulators: list[Manipulator] = await nursery.start(platform.run)
+            ids = ", ".join(m.id for m in manipulators)
+            findings.append(
+                Finding(True, subject, f"manipulators {ids}")
+                if manipulators
+                else Finding(False, subject, "no manipulators found")
+            )
+            results: dict[str, Finding] = {}
+            async with trio.open_nursery() as handshakes:
+                for manipulator in manipulators:
+                    handshakes.start_soon(_handshake, manipulator, open_timeout_s, results)
+            findings.extend(results[m.id] for m in manipulators)
+            nursery.cancel_scope.cancel()
+    except* DeviceError as group:
+        findings.extend(Finding(False, subject, str(e)) for e in _leaves(group))
+    except* trio.TooSlowError:
+        findings.append(Finding(False, subject, f"not ready within {open_timeout_s:g} s"))
+    return findings
+
+
+async def _handshake(
+    manipulator: Manipulator, open_timeout_s: float, results: dict[str, Finding]
+) -> None:
+    subject = f"manipulator {manipulator.id}"
+    try:
+        with trio.fail_after(open_timeout_s):
+            await manipulator.open()
+            position = await manipulator.position()
+    except DeviceError as exc:
+        results[manipulator.id] = Finding(False, subject, str(exc) or type(exc).__name__)
+    except trio.TooSlowError:
+        results[manipulator.id] = Finding(False, subject, f"no answer in {open_timeout_s:g} s")
+    else:
+        where = ", ".join(f"{v:.3f}" for v in position)
+        results[manipulator.id] = Finding(True, subject, f"handshake ok, at ({where}) mm")
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+            await manipulator.close()
+
+
+def _leaves(group: BaseExceptionGroup[DeviceError]) -> list[DeviceError]:
+    leaves: list[DeviceError] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves.extend(_leaves(exc))
+        else:
+            leaves.append(exc)
+    return leaves
+
+
+def report(findings: Sequence[Finding]) -> int:
+    """Print one line per finding; the exit status is 1 if anything failed."""
+    for finding in findings:
+        print(finding, flush=True)
+    failed = sum(not f.ok for f in findings)
+    print(f"{failed} problem(s) found" if failed else "configuration ok", flush=True)
+    return 1 if failed else 0

@@ -1,0 +1,108 @@
+"""`ephysd check` handshakes with every device through its real transport, moving nothing."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+from drivers.base import PlatformOptions
+from drivers.newscale.sim import NewScaleSim
+from ephysd.check import (
+    Finding,
+    check_listen,
+    check_platform,
+    check_policy,
+    check_serial_device,
+    report,
+)
+from ephysd.platforms import create_platform
+
+# Stage commands that move a stage (08 absolute move) or change where it thinks it is (07).
+MOVING_COMMANDS = (b"<08 ", b"<07")
+
+
+async def test_check_handshakes_with_each_new_scale_bridge_without_moving() -> None:
+    sims = [NewScaleSim(), NewScaleSim()]
+    async with trio.open_nursery() as nursery:
+        paths = [await nursery.start(sim.run) for sim in sims]
+        options = PlatformOptions(serial_ports=(f"left={paths[0]}", f"right={paths[1]}"))
+        findings = await check_platform(create_platform("newscale", options))
+        nursery.cancel_scope.cancel()
+    assert [(f.ok, f.subject) for f in findings] == [
+        (True, "platform newscale"),
+        (True, "manipulator left"),
+        (True, "manipulator right"),
+    ]
+    assert "7.500" in findings[1].text
+    for sim in sims:
+        assert sim.received, "the check must talk to the device"
+        assert not [r for r in sim.raw_frames() if r.startswith(MOVING_COMMANDS)]
+
+
+async def test_a_silent_device_is_one_clear_failure_and_the_others_still_pass() -> None:
+    good, mute = NewScaleSim(), NewScaleSim()
+    mute.silent = True
+    async with trio.open_nursery() as nursery:
+        paths = [await nursery.start(sim.run) for sim in (good, mute)]
+        options = PlatformOptions(serial_ports=tuple(paths))
+        with trio.fail_after(30):
+            findings = await check_platform(create_platform("newscale", options), 5.0)
+        nursery.cancel_scope.cancel()
+    assert [(f.ok, f.subject) for f in findings] == [
+        (True, "platform newscale"),
+        (True, "manipulator 1"),
+        (False, "manipulator 2"),
+    ]
+    assert findings[2].text
+
+
+async def test_a_platform_that_cannot_start_is_reported_not_raised() -> None:
+    findings = await check_platform(create_platform("newscale", PlatformOptions()))
+    assert len(findings) == 1
+    assert not findings[0].ok
+    assert "--port" in findings[0].text
+
+
+def test_missing_and_non_serial_devices_are_named(tmp_path: Path) -> None:
+    missing = check_serial_device(str(tmp_path / "ttyUSB9"))
+    assert not missing.ok and "no such device" in missing.text
+    regular = tmp_path / "file"
+    regular.touch()
+    assert "not a serial" in check_serial_device(f"x={regular}").text
+    master, slave = os.openpty()
+    try:
+        assert check_serial_device(os.ttyname(slave)).ok
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_busy_listen_address_is_reported() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        busy = check_listen("127.0.0.1", port)
+    assert not busy.ok and "in use" in busy.text
+    free = check_listen("127.0.0.1", 0)
+    assert free.ok and "loopback" in free.text
+
+
+def test_bad_access_settings_are_one_line_each() -> None:
+    assert check_policy(["127.0.0.0/8"], ["https://pinpoint.example"], None).ok
+    bad = check_policy(["localhost"], [], None)
+    assert not bad.ok and "'localhost'" in bad.text
+
+
+def test_report_exits_non_zero_with_one_line_per_problem(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = report([Finding(True, "a", "fine"), Finding(False, "b", "broken")])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 1
+    assert out == ["ok    a: fine", "FAIL  b: broken", "1 problem(s) found"]
+    assert report([Finding(True, "a", "fine")]) == 0
