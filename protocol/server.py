@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
 import trio
 
 from protocol.engineio.config import EngineIOConfig
+from protocol.engineio.server import EngineIOServer
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.socketio.acks import AckTable, Disconnected
 from protocol.socketio.packets import (
@@ -256,10 +257,19 @@ class SocketIOServer:
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until cancelled; ``task_status.started((host, bound_port))`` once listening."""
-        from protocol.engineio.server import EngineIOServer
+        await self._engine().serve(host, port, task_status=task_status)
 
-        engine = EngineIOServer(self._config.engineio, self.handle_session, self._check_request)
-        await engine.serve(host, port, task_status=task_status)
+    async def serve_listeners(
+        self,
+        listeners: Sequence[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve on already-open listeners (e.g. IPv4 and IPv6 loopback on one port)."""
+        await self._engine().serve_listeners(listeners, task_status=task_status)
+
+    def _engine(self) -> EngineIOServer:
+        return EngineIOServer(self._config.engineio, self.handle_session, self._check_request)
 
     async def handle_session(self, eio: EngineIOSocket) -> None:
         """Run one Engine.IO session to its end (the Engine.IO server's per-session task)."""

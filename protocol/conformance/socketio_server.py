@@ -8,6 +8,7 @@ attachments included). Timers are the suite's: ping 300/200 ms, connect 1 s.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from functools import partial
 from typing import Any
@@ -62,11 +63,24 @@ def build_server(config: ServerConfig = CONFIG) -> SocketIOServer:
     return server
 
 
+async def _listeners(host: str, port: int) -> list[trio.SocketListener]:
+    if host != "localhost":
+        return list(await trio.open_tcp_listeners(port, host=host))
+    # Node.js may resolve "localhost" to ::1 first: serve both loopbacks on one port.
+    listeners = list(await trio.open_tcp_listeners(port, host="127.0.0.1"))
+    bound = listeners[0].socket.getsockname()[1]
+    with contextlib.suppress(OSError):
+        listeners += await trio.open_tcp_listeners(bound, host="::1")
+    return listeners
+
+
 async def serve(host: str, port: int) -> None:
     server = build_server()
+    listeners = await _listeners(host, port)
     async with trio.open_nursery() as nursery:
-        bound_host, bound_port = await nursery.start(partial(server.serve, host, port))
-        log.info("socketio conformance server listening on http://%s:%d", bound_host, bound_port)
+        _, bound_port = await nursery.start(partial(server.serve_listeners, listeners))
+        # Tests parse this line to learn the port when started with --port 0.
+        log.info("socketio conformance server listening on http://%s:%d", host, bound_port)
 
 
 def main(port: int, host: str = "localhost") -> None:
