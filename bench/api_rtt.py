@@ -1,0 +1,303 @@
+"""get_position round trip, throughput, memory and start-up of ephysd against upstream Ephys Link.
+
+    .venv/bin/python bench/api_rtt.py [--samples 2000] [--seconds 3] [--only ephysd,floor]
+
+Three servers, each a subprocess on 127.0.0.1, driven by the raw WebSocket
+client of bench/_common.py in interleaved rounds:
+
+- ephysd: ``python -m ephysd.cli --platform fake --listen 127.0.0.1:PORT``;
+- upstream: PyPI ephys-link 2.3.6 with its fake platform, from its own venv
+  bench/.venv-upstream (installed on first use by bench/setup_upstream.sh;
+  skipped with a message when that fails), started by bench/_upstream_launcher.py
+  on a free port instead of its hard-coded 3000;
+- floor: the canned-frame ``websockets`` server of protocol_rtt, acking with a
+  get_position-shaped answer.
+
+Measured: get_position p50/p99 with one call in flight, acks/s with 32 in
+flight, server CPU per ack, idle RSS (process and its children, from
+/proc/PID/status), RSS after the load, and the time from exec to accepting
+TCP connections. Targets (ephysd vs upstream): throughput >= 2x, p50 overhead
+above the floor <= 0.5x, p99 no worse, idle RSS <= 0.6x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import (
+    BENCH_DIR,
+    LATENCY_HEADERS,
+    BenchError,
+    Figures,
+    ServerSpec,
+    SioClient,
+    Target,
+    conditions,
+    event_payload,
+    fmt,
+    free_port,
+    latency_rows,
+    make_log_dir,
+    measure_startup,
+    median,
+    pin_client,
+    print_ratios,
+    print_table,
+    rss_kib,
+    run_rounds,
+    running,
+    servers_argv,
+    verdict,
+)
+
+SERVERS = {
+    "ephysd": "ephysd (fake)",
+    "upstream": "upstream ephys-link 2.3.6 (fake)",
+    "floor": "floor (websockets, canned)",
+}
+UPSTREAM_VENV = BENCH_DIR / ".venv-upstream"
+UPSTREAM_PYTHON = UPSTREAM_VENV / "bin" / "python"
+SETUP_SCRIPT = BENCH_DIR / "setup_upstream.sh"
+LAUNCHER = BENCH_DIR / "_upstream_launcher.py"
+SETUP_TIMEOUT_S = 900.0
+SETTLE_S = 1.0
+# What upstream's fake platform answers for a manipulator at the origin.
+CANNED_POSITION = json.dumps(
+    [
+        json.dumps(
+            {"Position": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 0.0}, "Error": ""},
+            separators=(",", ":"),
+        )
+    ],
+    separators=(",", ":"),
+)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--samples", type=int, default=2000, help="one-in-flight calls per server")
+    parser.add_argument("--seconds", type=float, default=3.0, help="32-in-flight time per server")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds to split into")
+    parser.add_argument("--warmup", type=int, default=200, help="calls per server before measuring")
+    parser.add_argument("--starts", type=int, default=3, help="fresh starts timed per server")
+    parser.add_argument("--manipulator", default="1", help="manipulator id for get_position")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated subset of: {', '.join(SERVERS)}"
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="skip upstream unless already installed"
+    )
+    parser.add_argument(
+        "--pin", action="store_true", help="pin the client to CPU 0 and the servers to CPU 1"
+    )
+    args = parser.parse_args(argv)
+    if not (1 <= args.samples <= 1_000_000 and 0.1 <= args.seconds <= 600):
+        parser.error("--samples must be 1..1e6 and --seconds 0.1..600")
+    if not (1 <= args.rounds <= 100 and 1 <= args.starts <= 50):
+        parser.error("--rounds must be 1..100 and --starts 1..50")
+    wanted = [k.strip() for k in args.only.split(",") if k.strip()] or list(SERVERS)
+    unknown = [k for k in wanted if k not in SERVERS]
+    if unknown:
+        parser.error(f"--only: unknown server(s) {unknown}; choose from {list(SERVERS)}")
+    args.wanted = wanted
+    return args
+
+
+def ensure_upstream(allow_install: bool) -> str:
+    """'' when upstream can run, else why it is skipped."""
+    stamp = UPSTREAM_VENV / ".bench-installed"
+    if UPSTREAM_PYTHON.exists() and stamp.exists():
+        return ""
+    if not allow_install:
+        return f"not installed in {UPSTREAM_VENV} (run {SETUP_SCRIPT})"
+    print(f"installing upstream ephys-link into {UPSTREAM_VENV} ...", file=sys.stderr)
+    try:
+        result = subprocess.run(
+            ["bash", str(SETUP_SCRIPT)],
+            capture_output=True,
+            text=True,
+            timeout=SETUP_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{SETUP_SCRIPT.name} failed: {exc!r}"
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
+        return f"{SETUP_SCRIPT.name} exited {result.returncode}:\n{tail}"
+    return ""
+
+
+def spec_for(kind: str, port: int, cpu: int | None) -> ServerSpec:
+    if kind == "ephysd":
+        argv = [sys.executable, "-m", "ephysd.cli", "--platform", "fake"]
+        argv += ["--listen", f"127.0.0.1:{port}"]
+    elif kind == "upstream":
+        argv = [str(UPSTREAM_PYTHON), str(LAUNCHER), "--port", str(port)]
+    else:
+        argv = servers_argv("floor", port, "--reply", CANNED_POSITION)
+    # Upstream prints with rich; keep its console plain and unbuffered like the others.
+    env = {"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "TERM": "dumb"}
+    return ServerSpec(SERVERS[kind], argv, port, env=env, cpu=cpu)
+
+
+def position_error(ack: str) -> str:
+    """The Error field of a get_position ACK ('' on success), or why the ACK is malformed."""
+    try:
+        args = json.loads(ack)
+        body = json.loads(args[0])
+        return str(body["Error"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return f"unexpected get_position ACK {ack[:120]!r}"
+
+
+async def pick_payload(kind: str, client: SioClient, manipulator: str) -> str:
+    """The get_position EVENT to send, checked to succeed once."""
+    if kind == "floor":
+        return event_payload("get_position", manipulator)
+    payload = event_payload("get_position", manipulator)
+    error = position_error(await client.call(payload))
+    if not error:
+        return payload
+    # Another id scheme: take the first manipulator the server lists (ephysd only:
+    # upstream never acks events without an argument).
+    if kind == "ephysd":
+        listed = json.loads(json.loads(await client.call(event_payload("get_manipulators")))[0])
+        ids = listed.get("Manipulators") or []
+        if ids:
+            payload = event_payload("get_position", str(ids[0]))
+            error = position_error(await client.call(payload))
+            if not error:
+                return payload
+    raise BenchError(f"get_position {manipulator!r} answered an error: {error}")
+
+
+async def measure(
+    args: argparse.Namespace, log_dir: Path, skipped: dict[str, str]
+) -> tuple[dict[str, Figures], list[str]]:
+    figures = {kind: Figures(SERVERS[kind]) for kind in args.wanted}
+    live: list[str] = []
+    targets: list[Target] = []
+    cpu = 1 if args.pin else None
+    with contextlib.ExitStack() as stack:
+        for kind in args.wanted:
+            if kind in skipped:
+                figures[kind].error = skipped[kind]
+                continue
+            spec = spec_for(kind, free_port(), cpu)
+            try:
+                server = stack.enter_context(running(spec, log_dir))
+                await asyncio.sleep(SETTLE_S)
+                figures[kind].extra["idle_rss_kib"] = rss_kib(server.pid)
+                figures[kind].extra["startup_first_s"] = server.startup_s
+                client = await SioClient.open(spec.port)
+                payload = await pick_payload(kind, client, args.manipulator)
+            except BenchError as exc:
+                figures[kind].error = str(exc)
+                print(f"SKIP {spec.name}: {exc}", file=sys.stderr)
+                continue
+            targets.append(Target(figures[kind], client, server.pid, payload))
+            live.append(kind)
+        try:
+            await run_rounds(targets, args.samples, args.seconds, args.rounds, args.warmup)
+        finally:
+            for target in targets:
+                target.figures.extra["loaded_rss_kib"] = rss_kib(target.pid)
+                await target.client.close()
+    return figures, live
+
+
+def time_startups(
+    args: argparse.Namespace, figures: dict[str, Figures], live: list[str], log_dir: Path
+) -> None:
+    """More fresh starts of each server that ran, one at a time on a quiet machine."""
+    for kind in live:
+        times = [figures[kind].extra["startup_first_s"]]
+        if args.starts > 1:
+            spec = spec_for(kind, free_port(), 1 if args.pin else None)
+            try:
+                times += measure_startup(spec, log_dir, args.starts - 1)
+            except BenchError as exc:
+                print(f"start-up timing of {spec.name} failed: {exc}", file=sys.stderr)
+        figures[kind].extra["startup_median_s"] = median(times)
+        figures[kind].extra["startup_min_s"] = min(times)
+        figures[kind].extra["startup_max_s"] = max(times)
+        figures[kind].extra["startup_runs"] = len(times)
+
+
+def print_resources(figures: dict[str, Figures]) -> None:
+    rows = []
+    for f in figures.values():
+        x = f.extra
+        if "idle_rss_kib" not in x:
+            rows.append([f.name, "-", "-", "-", "-"])
+            continue
+        span = "-"
+        if "startup_min_s" in x:
+            span = f"{x['startup_min_s'] * 1000:.0f}-{x['startup_max_s'] * 1000:.0f}"
+        rows.append(
+            [
+                f.name,
+                fmt(x["idle_rss_kib"] / 1024, 1),
+                fmt(x.get("loaded_rss_kib", float("nan")) / 1024, 1),
+                f"{fmt(x.get('startup_median_s', float('nan')) * 1000)} ({span}) "
+                f"x{int(x.get('startup_runs', 0))}",
+                fmt(x["startup_first_s"] * 1000),
+            ]
+        )
+    headers = ["server", "idle RSS MiB", "RSS after load MiB", "start->listen ms", "first ms"]
+    print_table(headers, rows)
+
+
+def print_resource_ratios(ours: Figures, theirs: Figures) -> None:
+    if "idle_rss_kib" not in ours.extra or "idle_rss_kib" not in theirs.extra:
+        return
+    rss = ours.extra["idle_rss_kib"] / theirs.extra["idle_rss_kib"]
+    meets = verdict(rss <= 0.6)
+    print(f"idle RSS {ours.name} / {theirs.name}: {rss:.2f}x  (target <= 0.60x: {meets})")
+    if "startup_median_s" in ours.extra and "startup_median_s" in theirs.extra:
+        start = ours.extra["startup_median_s"] / theirs.extra["startup_median_s"]
+        print(f"start->listen {ours.name} / {theirs.name}: {start:.2f}x (information, no target)")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    pin_client(0 if args.pin else None)
+    log_dir = make_log_dir()
+    skipped: dict[str, str] = {}
+    if "upstream" in args.wanted:
+        why = ensure_upstream(not args.no_install)
+        if why:
+            skipped["upstream"] = f"upstream skipped: {why}"
+            print(f"SKIP {SERVERS['upstream']}: {why}", file=sys.stderr)
+    started = time.monotonic()
+    figures, live = asyncio.run(measure(args, log_dir, skipped))
+    time_startups(args, figures, live, log_dir)
+    for f in figures.values():
+        if f.error:
+            print(f"ERROR {f.name}: {f.error}", file=sys.stderr)
+    print(
+        f"(server logs in {log_dir}; run took {time.monotonic() - started:.0f} s)", file=sys.stderr
+    )
+
+    print(f"api_rtt: {conditions(args.samples, args.seconds, args.rounds)}")
+    event = event_payload("get_position", args.manipulator)
+    print(f"EVENT {event} over WebSocket, raw client, servers in subprocesses\n")
+    print_table(LATENCY_HEADERS, latency_rows(list(figures.values())))
+    print()
+    print_resources(figures)
+    print()
+    if "ephysd" in figures and "upstream" in figures:
+        print_ratios(figures["ephysd"], figures["upstream"], figures.get("floor"))
+        print_resource_ratios(figures["ephysd"], figures["upstream"])
+    return 0 if all(f.ok for f in figures.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
