@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+import trio
 
 from protocol.transport import RequestInfo
 
@@ -32,6 +35,13 @@ LOOPBACK_NETWORKS: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 # Longest token / origin we bother comparing; anything longer is refused outright.
 MAX_TOKEN_LENGTH = 1024
 MAX_ORIGIN_LENGTH = 512
+
+# Events a rate limit must never delay or refuse: stop always wins.
+NEVER_LIMITED: frozenset[str] = frozenset({"stop", "stop_all"})
+# The API's generic error shape (as for "Malformed request.").
+TOO_MANY_REQUESTS = json.dumps({"error": "Too many requests."})
+DEFAULT_RATE_PER_S = 1000.0
+DEFAULT_BURST = 1000.0
 
 # Sec-Fetch-Site values a browser sends for requests a page on another site made.
 _CROSS_SITE_FETCH = frozenset({"cross-site", "same-site"})
@@ -211,4 +221,32 @@ class TokenBucket:
         if self._level >= cost:
             self._level -= cost
             return True
+        return False
+
+
+class RequestRateLimiter:
+    """One client's request budget; ``allow(event)`` before handling each event.
+
+    A refused request gets :data:`TOO_MANY_REQUESTS` as its answer (the client
+    keeps its connection and can slow down); stops are always allowed.
+    """
+
+    def __init__(
+        self,
+        rate: float = DEFAULT_RATE_PER_S,
+        burst: float = DEFAULT_BURST,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self._clock = clock
+        self._bucket = TokenBucket(rate, burst, clock())
+        self.refused = 0
+
+    def allow(self, event: str) -> bool:
+        if event in NEVER_LIMITED:
+            return True
+        if self._bucket.take(self._clock()):
+            return True
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:
+            log.warning("client over its request rate: %d request(s) refused", self.refused)
         return False

@@ -6,7 +6,14 @@ import re
 
 import pytest
 
-from ephysd.security import AccessPolicy, PolicyError, TokenBucket, normalize_origin
+from ephysd.security import (
+    TOO_MANY_REQUESTS,
+    AccessPolicy,
+    PolicyError,
+    RequestRateLimiter,
+    TokenBucket,
+    normalize_origin,
+)
 from protocol.transport import RequestInfo
 
 
@@ -129,3 +136,15 @@ def test_token_bucket_survives_a_clock_going_backwards() -> None:
     assert bucket.take(10.0)
     assert not bucket.take(5.0)
     assert bucket.take(11.0)
+
+
+def test_rate_limiter_refuses_floods_but_never_a_stop() -> None:
+    now = [0.0]
+    limiter = RequestRateLimiter(rate=100, burst=5, clock=lambda: now[0])
+    assert all(limiter.allow("get_position") for _ in range(5))
+    assert not limiter.allow("set_position")
+    assert all(limiter.allow("stop") and limiter.allow("stop_all") for _ in range(100))
+    now[0] = 0.01
+    assert limiter.allow("get_position")
+    assert limiter.refused == 1
+    assert TOO_MANY_REQUESTS == '{"error": "Too many requests."}'
