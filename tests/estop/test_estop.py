@@ -1,0 +1,184 @@
+"""The e-stop button through a real pty, and SIGUSR1."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from ephysd.estop import EStopUnavailable, find_arduino_port, run_estop, run_sigusr1_estop
+from tests.estop.button import ButtonPty
+
+
+@pytest.fixture
+def button(tmp_path: Path) -> Iterator[ButtonPty]:
+    pty = ButtonPty(tmp_path / "ttyACM-estop")
+    yield pty
+    pty.close()
+
+
+class Presses:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._changed = trio.Event()
+
+    async def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, count: int) -> None:
+        with trio.fail_after(3):
+            while len(self.lines) < count:
+                await self._changed.wait()
+
+
+async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> logging.LogRecord:
+    with trio.fail_after(3):
+        while True:
+            for record in caplog.records:
+                if text in record.getMessage():
+                    return record
+            await trio.sleep(0.01)
+
+
+async def test_a_line_from_the_button_calls_on_press_with_it(button: ButtonPty) -> None:
+    presses = Presses()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_estop, button.device, presses)
+        button.press(b"STOP\r\n")
+        await presses.wait_for(1)
+        button.press(b"A\nB\n")
+        await presses.wait_for(3)
+        nursery.cancel_scope.cancel()
+    assert presses.lines == ["STOP", "A", "B"]
+
+
+async def test_a_press_cancels_three_moving_manipulators_and_is_logged_critical(
+    button: ButtonPty, caplog: pytest.LogCaptureFixture
+) -> None:
+    moves = [trio.CancelScope() for _ in range(3)]
+    cancelled: list[int] = []
+    all_cancelled = trio.Event()
+
+    async def move(index: int) -> None:
+        with moves[index]:
+            await trio.sleep_forever()
+        cancelled.append(index)
+        if len(cancelled) == 3:
+            all_cancelled.set()
+
+    async def emergency_stop(line: str) -> None:
+        for scope in moves:
+            scope.cancel()
+
+    with trio.fail_after(3):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_estop, button.device, emergency_stop)
+            for index in range(3):
+                nursery.start_soon(move, index)
+            await trio.sleep(0.05)
+            assert cancelled == []
+            button.press()
+            await all_cancelled.wait()
+            nursery.cancel_scope.cancel()
+    assert sorted(cancelled) == [0, 1, 2]
+    record = await wait_for_log(caplog, "EMERGENCY STOP from e-stop button")
+    assert record.levelno == logging.CRITICAL
+
+
+async def test_the_button_vanishing_is_logged_and_the_port_reopened(
+    button: ButtonPty, caplog: pytest.LogCaptureFixture
+) -> None:
+    presses = Presses()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_estop, button.device, presses)
+        button.unplug()
+        lost = await wait_for_log(caplog, "E-STOP BUTTON LOST")
+        assert lost.levelno == logging.ERROR
+        await trio.sleep(0.2)  # it keeps trying while the port is gone
+        button.plug()
+        await wait_for_log(caplog, "is back")
+        button.press(b"STOP\n")
+        await presses.wait_for(1)
+        nursery.cancel_scope.cancel()
+    assert presses.lines == ["STOP"]
+
+
+async def test_a_button_that_babbles_without_newlines_still_stops(button: ButtonPty) -> None:
+    presses = Presses()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_estop, button.device, presses)
+        button.press(b"x" * 300)
+        await presses.wait_for(1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_on_press_failure_is_logged_and_the_button_stays_armed(
+    button: ButtonPty, caplog: pytest.LogCaptureFixture
+) -> None:
+    presses = Presses()
+    failed_once: list[str] = []
+
+    async def flaky(line: str) -> None:
+        if not failed_once:
+            failed_once.append(line)
+            raise RuntimeError("halt failed")
+        await presses(line)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_estop, button.device, flaky)
+        button.press(b"1\n")
+        await wait_for_log(caplog, "FAILED")
+        button.press(b"2\n")
+        await presses.wait_for(1)
+        nursery.cancel_scope.cancel()
+    assert presses.lines == ["2"]
+
+
+async def test_a_button_port_that_cannot_be_opened_at_start_is_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    missing = str(tmp_path / "no-such-tty")
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(EStopUnavailable, match="no-such-tty cannot be opened"):
+            await nursery.start(
+                lambda task_status: run_estop(
+                    missing, Presses(), first_open_timeout=0.3, task_status=task_status
+                )
+            )
+
+
+class FakePort:
+    def __init__(self, device: str, description: str) -> None:
+        self.device = device
+        self.description = description
+
+
+def test_without_a_device_the_first_arduino_port_is_chosen() -> None:
+    ports = [
+        FakePort("/dev/ttyUSB0", "M3-USB-3:1-EP"),
+        FakePort("/dev/ttyACM0", "Arduino Uno"),
+        FakePort("/dev/ttyACM1", "Arduino Nano"),
+    ]
+    assert find_arduino_port(ports) == "/dev/ttyACM0"
+
+
+def test_without_a_device_and_no_arduino_the_error_says_so() -> None:
+    with pytest.raises(EStopUnavailable, match=r"no serial port mentions Arduino.*ttyUSB0"):
+        find_arduino_port([FakePort("/dev/ttyUSB0", "FT232R USB UART")])
+
+
+async def test_sigusr1_is_the_same_emergency_stop() -> None:
+    presses = Presses()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_sigusr1_estop, presses)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await presses.wait_for(1)
+        nursery.cancel_scope.cancel()
+    assert presses.lines == ["SIGUSR1"]
