@@ -37,6 +37,7 @@ class HTTPConnection:
         self.timeout = timeout
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self.early_bytes = 0
+        self.max_header_bytes = max_header_bytes
 
     async def next_event(self, idle_s: float | None = None) -> h11.Event | type[h11.PAUSED]:
         """Next h11 event; reading from the peer with a deadline."""
@@ -46,12 +47,20 @@ class HTTPConnection:
                 return event
             with trio.move_on_after(self.timeout if idle_s is None else idle_s) as scope:
                 try:
-                    data = await self.stream.receive_some(_RECV_CHUNK)
+                    data = await self.stream.receive_some(self._chunk_size())
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise PeerGone from exc
             if scope.cancelled_caught:
                 raise PeerGone("timed out waiting for the client")
             self.h11.receive_data(bytes(data))
+
+    def _chunk_size(self) -> int:
+        # While a request head is expected, read no more than the head limit at
+        # once: h11 only enforces its limit on an incomplete head, so a big
+        # read could carry an oversized but complete one past it.
+        if self.h11.their_state is h11.IDLE:
+            return self.max_header_bytes
+        return _RECV_CHUNK
 
     async def read_body(self, limit: int) -> bytes:
         """The whole request body, refused with PayloadTooLarge past ``limit`` bytes."""
