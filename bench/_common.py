@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pstats
 import signal
 import socket
 import statistics
@@ -549,6 +550,15 @@ def conditions(samples: int, seconds: float, rounds: int) -> str:
         f"{samples} one-in-flight samples and {seconds:g} s at {THROUGHPUT_WINDOW} in flight "
         f"per server, in {rounds} interleaved rounds"
     )
+
+
+def print_profile(path: Path, limit: int) -> None:
+    """The top functions by own time of a server run under --profile."""
+    if not path.exists():
+        print(f"(no profile written at {path})")
+        return
+    stats = pstats.Stats(str(path))
+    stats.sort_stats(pstats.SortKey.TIME).print_stats(limit)
 
 
 def median(values: Sequence[float]) -> float:

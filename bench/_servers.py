@@ -15,8 +15,11 @@ every process loads only what it runs (it matters for memory figures).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import logging
+import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 HOST = "127.0.0.1"
@@ -26,6 +29,10 @@ OPEN_PACKET = (
     '"pingTimeout":20000,"maxPayload":1000000}'
 )
 CONNECT_ANSWER = '40{"sid":"floor-ns-sid"}'
+
+
+def _raise_exit() -> None:
+    raise SystemExit(0)
 
 
 def run_floor(port: int, reply: str) -> None:
@@ -46,6 +53,7 @@ def run_floor(port: int, reply: str) -> None:
                 await ws.send(CONNECT_ANSWER)
 
     async def main() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, _raise_exit)
         async with serve(
             session, HOST, port, compression=None, ping_interval=None, max_size=1 << 20
         ) as server:
@@ -84,7 +92,13 @@ def run_ours(port: int) -> None:
     server.on("ping", ping)
 
     async def main() -> None:
-        await server.serve(HOST, port)
+        # SIGTERM ends the server cleanly (so that a --profile run writes its stats).
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.serve, HOST, port)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
 
     trio.run(main)
 
@@ -94,17 +108,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument("kind", choices=["floor", "python-socketio", "ours"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--reply", default='["x"]', help="floor: canned ACK arguments (JSON)")
+    parser.add_argument("--profile", default="", help="write cProfile stats here on exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    run: Callable[[], None]
+    if args.kind == "floor":
+        run = lambda: run_floor(args.port, args.reply)  # noqa: E731
+    elif args.kind == "python-socketio":
+        run = lambda: run_python_socketio(args.port)  # noqa: E731
+    else:
+        run = lambda: run_ours(args.port)  # noqa: E731
+    profiler = cProfile.Profile() if args.profile else None
     try:
-        if args.kind == "floor":
-            run_floor(args.port, args.reply)
-        elif args.kind == "python-socketio":
-            run_python_socketio(args.port)
+        if profiler is not None:
+            profiler.runcall(run)
         else:
-            run_ours(args.port)
-    except KeyboardInterrupt:
+            run()
+    except (KeyboardInterrupt, SystemExit):
         pass
+    finally:
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
     return 0
 
 

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from pathlib import Path
 
 from _common import (
     LATENCY_HEADERS,
@@ -33,6 +34,7 @@ from _common import (
     latency_rows,
     make_log_dir,
     pin_client,
+    print_profile,
     print_ratios,
     print_table,
     run_rounds,
@@ -61,6 +63,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--pin", action="store_true", help="pin the client to CPU 0 and the servers to CPU 1"
     )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="run ours and python-socketio under cProfile, write DIR/KIND.prof, print the top",
+    )
     args = parser.parse_args(argv)
     if not (1 <= args.samples <= 1_000_000 and 0.1 <= args.seconds <= 600):
         parser.error("--samples must be 1..1e6 and --seconds 0.1..600")
@@ -71,7 +78,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown:
         parser.error(f"--only: unknown server(s) {unknown}; choose from {list(SERVERS)}")
     args.wanted = wanted
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     return args
+
+
+def profile_path(args: argparse.Namespace, kind: str) -> Path:
+    return Path(args.profile).resolve() / f"{kind}.prof"
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Figures]:
@@ -82,8 +95,13 @@ async def measure(args: argparse.Namespace) -> dict[str, Figures]:
     with contextlib.ExitStack() as stack:
         for kind in args.wanted:
             port = free_port()
+            extra = (
+                []
+                if kind == "floor" or not args.profile
+                else ["--profile", str(profile_path(args, kind))]
+            )
             spec = ServerSpec(
-                SERVERS[kind], servers_argv(kind, port), port, cpu=1 if args.pin else None
+                SERVERS[kind], servers_argv(kind, port, *extra), port, cpu=1 if args.pin else None
             )
             try:
                 server = stack.enter_context(running(spec, log_dir))
@@ -117,6 +135,11 @@ def main(argv: list[str]) -> int:
     print()
     if "ours" in figures and "python-socketio" in figures:
         print_ratios(figures["ours"], figures["python-socketio"], figures.get("floor"))
+    if args.profile:
+        for kind in args.wanted:
+            if kind != "floor":
+                print(f"\n=== cProfile of {SERVERS[kind]} (whole run, top by own time) ===")
+                print_profile(profile_path(args, kind), 30)
     return 0 if all(f.ok for f in figures.values()) else 1
 
 
