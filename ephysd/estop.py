@@ -24,6 +24,8 @@ import serial.tools.list_ports
 import trio
 import trio_serial
 
+from drivers.base import DeviceError
+
 log = logging.getLogger(__name__)
 
 OnPress = Callable[[str], Awaitable[None]]
@@ -37,7 +39,7 @@ MAX_LINE_BYTES = 256
 """A button that sends this much without a newline is babbling: treat it as a press."""
 
 
-class EStopUnavailable(Exception):
+class EStopUnavailable(DeviceError):
     """The button cannot be armed at start-up (no such port, no Arduino found)."""
 
 
