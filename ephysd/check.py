@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import trio
 
 from drivers.base import DeviceError, Manipulator, Platform
-from ephysd.security import AccessPolicy, PolicyError
+from ephysd.security import LOOPBACK_NETWORKS, AccessPolicy, PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -157,3 +157,37 @@ def report(findings: Sequence[Finding]) -> int:
     failed = sum(not f.ok for f in findings)
     print(f"{failed} problem(s) found" if failed else "configuration ok", flush=True)
     return 1 if failed else 0
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    """Entry point of ``ephysd check``: takes the daemon's own flags (``--config FILE`` ...)."""
+    from ephysd.cli import parse_settings, platform_options
+    from ephysd.config import DEFAULT_PORT, ConfigError, parse_host_port
+    from ephysd.platforms import create_platform
+
+    logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
+    try:
+        settings = parse_settings(argv)
+    except ConfigError as exc:
+        return report([Finding(False, "configuration", str(exc))])
+    findings = [Finding(True, "configuration", f"valid, platform {settings.platform}")]
+    findings.append(
+        check_policy(
+            getattr(settings, "allow", LOOPBACK_NETWORKS),
+            settings.allow_origin,
+            getattr(settings, "token", None),
+        )
+    )
+    if not settings.use_proxy:
+        host, port = parse_host_port(settings.listen, DEFAULT_PORT)
+        findings.append(check_listen(host, port))
+    findings.extend(check_serial_device(spec) for spec in settings.port)
+    if isinstance(settings.estop, str):
+        findings.append(check_serial_device(settings.estop))
+    try:
+        platform = create_platform(settings.platform, platform_options(settings))
+    except DeviceError as exc:
+        findings.append(Finding(False, f"platform {settings.platform}", str(exc)))
+    else:
+        findings.extend(trio.run(check_platform, platform))
+    return report(findings)

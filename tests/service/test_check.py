@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,62 @@ def test_report_exits_non_zero_with_one_line_per_problem(
     assert status == 1
     assert out == ["ok    a: fine", "FAIL  b: broken", "1 problem(s) found"]
     assert report([Finding(True, "a", "fine")]) == 0
+
+
+def run_check(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ephysd", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_command_reads_the_config_file_and_handshakes_with_the_simulator(
+    tmp_path: Path,
+) -> None:
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "drivers.newscale.sim", "--no-stdin"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        line = sim.stdout.readline()
+        assert line.startswith("PTY "), line
+        config = tmp_path / "ephysd.toml"
+        config.write_text(
+            f'platform = "newscale"\nport = ["left={line.split()[1]}"]\nlisten = "127.0.0.1:0"\n'
+        )
+        result = run_check("--config", str(config))
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "ok    manipulator left: handshake ok, at (" in result.stdout
+    assert lines[-1] == "configuration ok"
+
+
+def test_check_command_exits_non_zero_with_one_line_per_problem(tmp_path: Path) -> None:
+    config = tmp_path / "ephysd.toml"
+    config.write_text('platform = "newscale"\nport = ["/dev/ttyUSB-missing"]\n')
+    result = run_check("--config", str(config), "--listen", "127.0.0.1:0")
+    assert result.returncode == 1
+    problems = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert problems == [
+        "FAIL  port /dev/ttyUSB-missing: no such device (unplugged? see `ephysd ports`)",
+        "FAIL  manipulator 1: cannot open /dev/ttyUSB-missing: No such file or directory",
+    ]
+    assert result.stdout.splitlines()[-1] == "2 problem(s) found"
+    assert "Traceback" not in result.stderr
+
+
+def test_check_command_reports_a_bad_config_file_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "ephysd.toml"
+    config.write_text('platfrom = "newscale"\n')
+    result = run_check("--config", str(config))
+    assert result.returncode == 1
+    first, last = result.stdout.splitlines()
+    assert first.startswith("FAIL  configuration: ") and "platfrom" in first
+    assert last == "1 problem(s) found"
