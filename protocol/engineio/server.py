@@ -299,6 +299,8 @@ class EngineIOServer:
             raise _Refusal(400, UNKNOWN_SID)
         if sock.transport != POLLING:
             raise _Refusal(400, BAD_REQUEST, "Session is not on polling")
+        if sock.core.closed and not (request.method == "GET" and sock.has_undelivered):
+            raise _Refusal(400, UNKNOWN_SID)
         if request.method == "GET":
             return await self._poll(conn, sock, cors)
         if request.method == "POST":
@@ -340,6 +342,25 @@ class EngineIOServer:
         return sock
 
     def _forget(self, sock: ServerSocket) -> None:
+        lingering = (
+            sock.close_reason is CloseReason.SERVER
+            and sock.transport == POLLING
+            and not sock.poll_active
+            and sock.has_undelivered
+        )
+        if lingering and self._nursery is not None:
+            # The server ended a polling session between two polls: keep the
+            # sid answerable for one more poll so the last messages and the
+            # close packet still reach the client.
+            self._nursery.start_soon(self._forget_when_drained, sock)
+        elif self._sessions.get(sock.sid) is sock:
+            del self._sessions[sock.sid]
+
+    async def _forget_when_drained(self, sock: ServerSocket) -> None:
+        config = self.config
+        with trio.move_on_after((config.ping_interval_ms + config.ping_timeout_ms) / 1000):
+            while sock.has_undelivered:
+                await sock.wait_changed()
         if self._sessions.get(sock.sid) is sock:
             del self._sessions[sock.sid]
 

@@ -123,6 +123,10 @@ class ServerSocket:
             else:
                 self.apply([event])
 
+    @property
+    def has_undelivered(self) -> bool:
+        return bool(self._out)
+
     def notify(self) -> None:
         self._lot.unpark_all()
 
