@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import pstats
+import re
 import signal
 import socket
 import statistics
@@ -182,7 +183,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def running(spec: ServerSpec, log_dir: Path) -> Iterator[RunningServer]:
     """Start the server, wait until it listens (timing it), and always stop it afterwards."""
-    log_path = log_dir / f"{spec.name.replace(' ', '_').replace('/', '_')}.log"
+    log_path = log_dir / f"{re.sub(r'[^A-Za-z0-9.-]+', '_', spec.name).strip('_')}.log"
     env = dict(os.environ)
     if spec.env:
         env.update(spec.env)
@@ -532,7 +533,7 @@ def print_ratios(ours: Figures, theirs: Figures, floor: Figures | None) -> None:
             f"{theirs_over:.0f} us -> {rel:.2f}x  (target <= 0.50x: {verdict(rel <= 0.5)})"
         )
     else:
-        print("p50 overhead above floor: not computed (floor server failed)")
+        print("p50 overhead above floor: not computed (no floor figures in this run)")
     p99 = ours.p(99) / theirs.p(99)
     print(
         f"p99 {ours.name} / {theirs.name}: {ours.p(99):.0f} / {theirs.p(99):.0f} us = {p99:.2f}x"

@@ -48,6 +48,7 @@ from _common import (
     measure_startup,
     median,
     pin_client,
+    print_profile,
     print_ratios,
     print_table,
     rss_kib,
@@ -97,6 +98,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--pin", action="store_true", help="pin the client to CPU 0 and the servers to CPU 1"
     )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="run ephysd and upstream under cProfile, write DIR/KIND.prof, print the top",
+    )
     args = parser.parse_args(argv)
     if not (1 <= args.samples <= 1_000_000 and 0.1 <= args.seconds <= 600):
         parser.error("--samples must be 1..1e6 and --seconds 0.1..600")
@@ -107,6 +113,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown:
         parser.error(f"--only: unknown server(s) {unknown}; choose from {list(SERVERS)}")
     args.wanted = wanted
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     return args
 
 
@@ -134,12 +142,20 @@ def ensure_upstream(allow_install: bool) -> str:
     return ""
 
 
-def spec_for(kind: str, port: int, cpu: int | None) -> ServerSpec:
-    if kind == "ephysd":
-        argv = [sys.executable, "-m", "ephysd.cli", "--platform", "fake"]
-        argv += ["--listen", f"127.0.0.1:{port}"]
-    elif kind == "upstream":
-        argv = [str(UPSTREAM_PYTHON), str(LAUNCHER), "--port", str(port)]
+def profile_path(profile_dir: str, kind: str) -> Path:
+    return Path(profile_dir).resolve() / f"{kind}.prof"
+
+
+def spec_for(kind: str, port: int, cpu: int | None, profile_dir: str = "") -> ServerSpec:
+    if kind in ("ephysd", "upstream"):
+        python = sys.executable if kind == "ephysd" else str(UPSTREAM_PYTHON)
+        argv = [python]
+        if profile_dir:
+            argv += ["-m", "cProfile", "-o", str(profile_path(profile_dir, kind))]
+        if kind == "ephysd":
+            argv += ["-m", "ephysd.cli", "--platform", "fake", "--listen", f"127.0.0.1:{port}"]
+        else:
+            argv += [str(LAUNCHER), "--port", str(port)]
     else:
         argv = servers_argv("floor", port, "--reply", CANNED_POSITION)
     # Upstream prints with rich; keep its console plain and unbuffered like the others.
@@ -190,7 +206,7 @@ async def measure(
             if kind in skipped:
                 figures[kind].error = skipped[kind]
                 continue
-            spec = spec_for(kind, free_port(), cpu)
+            spec = spec_for(kind, free_port(), cpu, args.profile)
             try:
                 server = stack.enter_context(running(spec, log_dir))
                 await asyncio.sleep(SETTLE_S)
@@ -296,6 +312,11 @@ def main(argv: list[str]) -> int:
     if "ephysd" in figures and "upstream" in figures:
         print_ratios(figures["ephysd"], figures["upstream"], figures.get("floor"))
         print_resource_ratios(figures["ephysd"], figures["upstream"])
+    if args.profile:
+        for kind in live:
+            if kind != "floor":
+                print(f"\n=== cProfile of {SERVERS[kind]} (whole run, top by own time) ===")
+                print_profile(profile_path(args.profile, kind), 30)
     return 0 if all(f.ok for f in figures.values()) else 1
 
 
