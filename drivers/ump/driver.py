@@ -1,0 +1,244 @@
+"""Sensapex uMp driver: blocking SDK calls in worker threads, one actor per device.
+
+Each SDK call runs in a worker thread (``abandon_on_cancel=False``: a thread
+the SDK is still using is never left behind) inside a deadline; the SDK's own
+UDP timeouts (~200 ms) bound how long a cancelled call can hold on. Stop goes
+straight to the device from its own thread pool, so it never queues behind
+position reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import msgspec
+import numpy as np
+import trio
+
+from drivers.base import DeviceError, Manipulator, Platform, PlatformInfo, Vector
+from drivers.coordinates import AxisMap
+from drivers.ump.sdk import MoveRequest, SdkUnavailable, SensapexDevice, SensapexSDK
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TRAVEL_MM = 20.0
+TOLERANCE_MM = 0.001
+SDK_CALL_TIMEOUT_S = 2.0
+START_TIMEOUT_S = 10.0
+STOP_DEADLINE_S = 0.5
+MOVE_POLL_S = 0.01
+POSITION_TIMEOUT_MS = 1
+"""get_pos accepts the SDK's cached position when it is at most this old."""
+
+UMP4_AXES = AxisMap(
+    # native (x, y, z, d) in mm
+    source=(1, 2, 0, 3),
+    sign=(1.0, -1.0, 1.0, 1.0),
+    offset=(0.0, TRAVEL_MM, 0.0, 0.0),
+)
+UMP3_AXES = AxisMap(
+    # native (x, y, z); depth is the x axis, so w is a copy of x
+    source=(1, 0, 2, 0),
+    sign=(1.0, -1.0, -1.0, 1.0),
+    offset=(0.0, TRAVEL_MM, TRAVEL_MM, 0.0),
+)
+AXIS_MAPS = {3: UMP3_AXES, 4: UMP4_AXES}
+DEPTH_AXIS = {3: 0, 4: 3}
+"""The native axis that drives along the probe (uMp-3 has no d: x plays its part)."""
+
+INFO = PlatformInfo(
+    name="Sensapex uMp",
+    cli_name="ump",
+    axes_count=4,
+    dimensions_mm=(TRAVEL_MM, TRAVEL_MM, TRAVEL_MM, TRAVEL_MM),
+    tolerance_mm=TOLERANCE_MM,
+)
+
+
+async def sdk_call(
+    what: str,
+    fn: Callable[..., T],
+    *args: object,
+    deadline_s: float = SDK_CALL_TIMEOUT_S,
+    limiter: trio.CapacityLimiter | None = None,
+) -> T:
+    """One blocking SDK call in a worker thread; any failure becomes a DeviceError."""
+    try:
+        with trio.fail_after(deadline_s):
+            return await trio.to_thread.run_sync(
+                lambda: fn(*args), abandon_on_cancel=False, limiter=limiter
+            )
+    except trio.TooSlowError:
+        raise DeviceError(f"{what}: no answer within {deadline_s:g} s") from None
+    except DeviceError:
+        raise
+    except Exception as exc:
+        raise DeviceError(f"{what} failed: {type(exc).__name__}: {exc}") from None
+
+
+class UmpManipulator(Manipulator):
+    def __init__(
+        self,
+        dev_id: int,
+        device: SensapexDevice,
+        axes: int,
+        stop_limiter: trio.CapacityLimiter,
+    ) -> None:
+        super().__init__(str(dev_id))
+        self._device = device
+        self._axes = axes
+        self._map = AXIS_MAPS[axes]
+        self._stop_limiter = stop_limiter
+        self._halts = 0
+        self._name = f"Sensapex uMp-{axes} {dev_id}"
+
+    def _unified(self, native_um: Sequence[float] | None) -> Vector:
+        if native_um is None or len(native_um) < self._axes:
+            raise DeviceError(f"{self._name} reported position {native_um!r}")
+        native_mm = np.asarray(native_um[: self._axes], dtype=np.float64) / 1000.0
+        return self._map.to_unified(native_mm)
+
+    async def _native_um(self) -> Vector:
+        pos = await sdk_call(f"{self._name} position", self._device.get_pos, POSITION_TIMEOUT_MS)
+        if len(pos) < self._axes:
+            raise DeviceError(f"{self._name} reported position {pos!r}")
+        return np.asarray(pos[: self._axes], dtype=np.float64)
+
+    async def open(self) -> None:
+        await self._native_um()
+
+    async def close(self) -> None:
+        return None
+
+    async def position(self) -> Vector:
+        return self._unified((await self._native_um()).tolist())
+
+    async def halt(self) -> None:
+        self._halts += 1
+        await sdk_call(
+            f"{self._name} stop",
+            self._device.stop,
+            deadline_s=STOP_DEADLINE_S * 2,
+            limiter=self._stop_limiter,
+        )
+
+    async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
+        target = np.asarray(target, dtype=np.float64)
+        native_um = self._map.to_native(target, self._axes) * 1000.0
+        return await self._goto(native_um, speed_mm_s)
+
+    async def move_depth(self, depth_mm: float, speed_mm_s: float) -> float:
+        """Drive the depth axis alone: d on a uMp-4, x on a uMp-3."""
+        native_um = await self._native_um()
+        native_um[DEPTH_AXIS[self._axes]] = depth_mm * 1000.0
+        return float((await self._goto(native_um, speed_mm_s))[3])
+
+    async def _goto(self, native_um: Vector, speed_mm_s: float) -> Vector:
+        if not (math.isfinite(speed_mm_s) and speed_mm_s > 0):
+            raise DeviceError(f"Speed must be a positive number of mm/s, not {speed_mm_s!r}")
+        if not np.all(np.isfinite(native_um)):
+            raise DeviceError("Target position must be finite numbers")
+        start_um = await self._native_um()
+        distance_um = float(np.max(np.abs(native_um - start_um)))
+        limit = 10.0 + 3.0 * distance_um / (speed_mm_s * 1000.0)
+        halts = self._halts
+        try:
+            request = await sdk_call(
+                f"{self._name} move",
+                self._device.goto_pos,
+                native_um.tolist(),
+                speed_mm_s * 1000.0,
+            )
+            await self._until_finished(request, limit)
+        except BaseException:
+            await self._stop_shielded()
+            raise
+        if request.interrupted and self._halts == halts:
+            raise DeviceError(f"{self._name} move interrupted: {request.interrupt_reason}")
+        return self._unified(request.last_pos)
+
+    async def _until_finished(self, request: MoveRequest, limit_s: float) -> None:
+        # ``finished`` is a plain attribute the SDK's poller thread sets: reading it
+        # never blocks, so this loop needs no worker thread and cancels at once.
+        try:
+            with trio.fail_after(limit_s):
+                while not request.finished:  # noqa: ASYNC110 (set by an SDK thread)
+                    await trio.sleep(MOVE_POLL_S)
+        except trio.TooSlowError:
+            raise DeviceError(
+                f"{self._name} did not finish its move within {limit_s:.0f} s"
+            ) from None
+
+    async def _stop_shielded(self) -> None:
+        with trio.CancelScope(shield=True):
+            try:
+                await sdk_call(
+                    f"{self._name} stop",
+                    self._device.stop,
+                    deadline_s=STOP_DEADLINE_S,
+                    limiter=self._stop_limiter,
+                )
+            except DeviceError as exc:
+                log.error("could not stop %s: %s", self._name, exc)
+
+
+class UmpPlatform(Platform):
+    """All uMp devices the SDK finds; they must all be uMp-3 or all uMp-4."""
+
+    def __init__(self, sdk_factory: Callable[[], SensapexSDK]) -> None:
+        self.info = INFO
+        self._sdk_factory = sdk_factory
+
+    async def run(self, *, task_status: trio.TaskStatus[list[Manipulator]]) -> None:
+        try:
+            with trio.fail_after(START_TIMEOUT_S):
+                sdk = await trio.to_thread.run_sync(self._sdk_factory, abandon_on_cancel=False)
+        except trio.TooSlowError:
+            raise DeviceError(
+                f"Sensapex SDK could not load: no answer within {START_TIMEOUT_S:g} s"
+            ) from None
+        except SdkUnavailable as exc:
+            raise DeviceError(f"Sensapex SDK could not load: {exc}") from None
+        except Exception as exc:
+            raise DeviceError(f"Sensapex SDK could not load: {type(exc).__name__}: {exc}") from None
+        ids = list(await sdk_call("Sensapex device discovery", sdk.list_devices))
+        if not ids:
+            raise DeviceError(
+                "No Sensapex uMp device answered on the rig network "
+                "(controllers powered and linked to this computer?)"
+            )
+        devices: dict[int, SensapexDevice] = {}
+        axes: dict[int, int] = {}
+        for dev_id in ids:
+            devices[dev_id] = await sdk_call(f"Sensapex device {dev_id}", sdk.get_device, dev_id)
+            axes[dev_id] = int(await sdk_call(f"Sensapex device {dev_id}", devices[dev_id].n_axes))
+        axes_count = _one_kind(axes)
+        self.info = msgspec.structs.replace(INFO, axes_count=axes_count)
+        stop_limiter = trio.CapacityLimiter(max(4, len(ids)))
+        manipulators: list[Manipulator] = [
+            UmpManipulator(dev_id, devices[dev_id], axes_count, stop_limiter) for dev_id in ids
+        ]
+        log.info("Sensapex uMp-%d devices %s", axes_count, ", ".join(map(str, ids)))
+        task_status.started(manipulators)
+        await trio.sleep_forever()
+
+
+def _one_kind(axes: dict[int, int]) -> int:
+    kinds = sorted(set(axes.values()))
+    unsupported = {i: n for i, n in axes.items() if n not in AXIS_MAPS}
+    if unsupported:
+        raise DeviceError(
+            "Unsupported Sensapex devices (only uMp-3 and uMp-4): "
+            + ", ".join(f"{i} has {n} axes" for i, n in unsupported.items())
+        )
+    if len(kinds) > 1:
+        groups = "; ".join(
+            f"uMp-{n}: {', '.join(str(i) for i, m in axes.items() if m == n)}" for n in kinds
+        )
+        raise DeviceError(f"Mixed Sensapex rig ({groups}): uMp-3 and uMp-4 cannot be used together")
+    return kinds[0]

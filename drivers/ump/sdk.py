@@ -1,0 +1,57 @@
+"""The boundary between the uMp driver and Sensapex's SDK (PyPI ``sensapex``).
+
+The driver only uses what is typed here, so a test double of exactly this
+surface (``tests/ump/fake_sdk.py``) exercises the driver honestly. Every call
+blocks (UDP to the controller), so the driver makes them from worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+
+class MoveRequest(Protocol):
+    """What ``goto_pos`` returns; the SDK's poller thread updates it."""
+
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def interrupted(self) -> bool: ...
+    @property
+    def interrupt_reason(self) -> Any: ...
+    @property
+    def last_pos(self) -> Sequence[float] | None: ...
+
+
+class SensapexDevice(Protocol):
+    def n_axes(self) -> int: ...
+    def get_pos(self, timeout: int | None = None) -> Sequence[float]: ...
+    def goto_pos(self, pos: Sequence[float], speed: float) -> MoveRequest: ...
+    def stop(self) -> Any: ...
+
+
+class SensapexSDK(Protocol):
+    """The ``UMP`` singleton's calls the driver makes."""
+
+    def list_devices(self) -> Sequence[int]: ...
+    def get_device(self, dev_id: int) -> SensapexDevice: ...
+
+
+class SdkUnavailable(Exception):
+    """The SDK package or its native library cannot be loaded."""
+
+
+def load_sensapex() -> SensapexSDK:
+    """Load the real SDK (blocking: opens the UDP socket). Raises SdkUnavailable."""
+    try:
+        from sensapex import UMP
+    except ImportError as exc:
+        raise SdkUnavailable(
+            f"the sensapex package is not installed ({exc}); install ephysd[sensapex]"
+        ) from None
+    try:
+        sdk: SensapexSDK = UMP.get_ump()
+    except Exception as exc:
+        raise SdkUnavailable(f"{type(exc).__name__}: {exc}") from None
+    return sdk

@@ -1,0 +1,130 @@
+"""FakeSensapexSDK: a test double of the Sensapex SDK boundary, NOT the real SDK.
+
+It implements only the ``UMP`` / ``SensapexDevice`` / ``MoveRequest`` calls the
+driver makes (``drivers/ump/sdk.py``), records every call, and moves each
+device at the commanded speed in real time, like the controllers do. It is
+called from the driver's worker threads, hence the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+class FakeMoveRequest:
+    """Mimics sensapex.MoveRequest: finished / interrupted / interrupt_reason / last_pos."""
+
+    def __init__(self, device: FakeSensapexDevice, target: Sequence[float], speed: float) -> None:
+        self._device = device
+        self.start = device.position_now()
+        self.target = [float(v) for v in target]
+        self.speed = float(speed)
+        self.t0 = time.monotonic()
+        self.interrupted = False
+        self.interrupt_reason: str | None = None
+        self._stopped_at: list[float] | None = None
+
+    def position_at(self, now: float) -> list[float]:
+        if self._stopped_at is not None:
+            return list(self._stopped_at)
+        distance = max(abs(b - a) for a, b in zip(self.start, self.target, strict=True))
+        if distance == 0 or self.speed <= 0:
+            return list(self.target)
+        fraction = min(1.0, self.speed * (now - self.t0) / distance)
+        return [a + (b - a) * fraction for a, b in zip(self.start, self.target, strict=True)]
+
+    def interrupt(self, reason: str) -> None:
+        self._stopped_at = self.position_at(time.monotonic())
+        self.interrupted = True
+        self.interrupt_reason = reason
+
+    @property
+    def finished(self) -> bool:
+        return self.interrupted or self.position_at(time.monotonic()) == self.target
+
+    @property
+    def last_pos(self) -> list[float] | None:
+        return self.position_at(time.monotonic()) if self.finished else None
+
+
+class FakeSensapexDevice:
+    def __init__(self, sdk: FakeSensapexSDK, dev_id: int, axes: int) -> None:
+        self._sdk = sdk
+        self.dev_id = dev_id
+        self.axes = axes
+        self.resting = [10_000.0] * axes
+        self.move: FakeMoveRequest | None = None
+
+    def position_now(self) -> list[float]:
+        if self.move is None:
+            return list(self.resting)
+        return self.move.position_at(time.monotonic())
+
+    def place(self, position_um: Sequence[float]) -> None:
+        """Test setup: put the device somewhere without a move."""
+        self.resting = [float(v) for v in position_um]
+        self.move = None
+
+    def n_axes(self) -> int:
+        self._sdk.record(self.dev_id, "n_axes")
+        return self.axes
+
+    def get_pos(self, timeout: int | None = None) -> list[float]:
+        self._sdk.record(self.dev_id, "get_pos", timeout)
+        with self._sdk.lock:
+            return self.position_now()
+
+    def goto_pos(self, pos: Sequence[float], speed: float, **options: Any) -> FakeMoveRequest:
+        self._sdk.record(self.dev_id, "goto_pos", list(pos), speed)
+        if len(pos) != self.axes:
+            raise ValueError(
+                f"Device #{self.dev_id} is configured for {self.axes} axes, "
+                f"but target position has {len(pos)} elements."
+            )
+        with self._sdk.lock:
+            if self.move is not None and not self.move.finished:
+                self.move.interrupt("started another move before the previous finished")
+            self.move = FakeMoveRequest(self, pos, speed)
+            return self.move
+
+    def stop(self, reason: str | None = None) -> None:
+        self._sdk.record(self.dev_id, "stop")
+        with self._sdk.lock:
+            if self.move is not None and not self.move.finished:
+                self.move.interrupt("stop requested before move finished")
+
+    def fail_move(self, reason: str) -> None:
+        """Test hook: the controller gives up on the current move (e.g. a collision)."""
+        with self._sdk.lock:
+            assert self.move is not None
+            self.move.interrupt(reason)
+
+
+class FakeSensapexSDK:
+    """Stands in for ``sensapex.UMP.get_ump()``: devices by id, with their axis count."""
+
+    def __init__(self, axes_by_id: dict[int, int]) -> None:
+        self.lock = threading.Lock()
+        self.calls: list[tuple[Any, ...]] = []
+        self.devices = {i: FakeSensapexDevice(self, i, n) for i, n in axes_by_id.items()}
+
+    def record(self, *call: Any) -> None:
+        with self.lock:
+            self.calls.append(call)
+
+    def calls_named(self, name: str) -> list[tuple[Any, ...]]:
+        with self.lock:
+            return [c for c in self.calls if c[1] == name]
+
+    def list_devices(self) -> list[int]:
+        self.record(None, "list_devices")
+        return list(self.devices)
+
+    def get_device(self, dev_id: int) -> FakeSensapexDevice:
+        self.record(dev_id, "get_device")
+        if dev_id not in self.devices:
+            raise ValueError(f"Invalid sensapex device ID {dev_id}.")
+        return self.devices[dev_id]
