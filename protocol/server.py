@@ -27,7 +27,7 @@ import trio
 from protocol.engineio.config import EngineIOConfig
 from protocol.engineio.server import EngineIOServer
 from protocol.errors import LocalProtocolError, RemoteProtocolError
-from protocol.socketio.acks import AckTable, Disconnected
+from protocol.socketio.acks import AckTable, Disconnected, ack_args
 from protocol.socketio.packets import (
     DEFAULT_MAX_ATTACHMENTS,
     Decoder,
@@ -78,15 +78,6 @@ class ServerConfig(msgspec.Struct, frozen=True):
     max_concurrent_handlers: int = 64
     # Binary attachments one packet may carry.
     max_attachments: int = DEFAULT_MAX_ATTACHMENTS
-
-
-def ack_args(result: Any) -> list[Any]:
-    """Map a handler's return value to ack arguments (None: none, tuple: several)."""
-    if result is None:
-        return []
-    if isinstance(result, tuple):
-        return list(result)
-    return [result]
 
 
 class _NamespaceHandlers:

@@ -21,6 +21,15 @@ class Disconnected(Exception):
     """The peer is not connected, or went away before answering a ``call``."""
 
 
+def ack_args(result: Any) -> list[Any]:
+    """Map a handler's return value to ack arguments (None: none, tuple: several)."""
+    if result is None:
+        return []
+    if isinstance(result, tuple):
+        return list(result)
+    return [result]
+
+
 class _Slot:
     __slots__ = ("args", "done")
 
