@@ -42,6 +42,7 @@ from protocol.engineio.session import (
 from protocol.engineio.socket import ServerSocket
 from protocol.engineio.websocket import (
     CLOSE_PROTOCOL_ERROR,
+    CLOSE_TRY_AGAIN_LATER,
     MessageTooBig,
     WebSocket,
     accept_key,
@@ -174,6 +175,9 @@ class EngineIOServer:
                 status = exc.error_status_hint
                 with contextlib.suppress(PeerGone, h11.LocalProtocolError):
                     await conn.respond(status, b"Bad HTTP request", [], close=True)
+        except Exception:
+            # A bug must cost one connection, never the server.
+            log.exception("connection from %s failed", stream.socket.getpeername())
         finally:
             self._connections -= 1
             await conn.aclose()
@@ -511,7 +515,11 @@ class EngineIOServer:
         ws = WebSocket(conn.stream, trailing, self.config.max_payload, self.config.http_timeout_s)
         try:
             if upgrading is None:
-                sock = self._new_session(request, WEBSOCKET)
+                try:
+                    sock = self._new_session(request, WEBSOCKET)
+                except _Refusal:  # filled up while we were answering the handshake
+                    await ws.close(CLOSE_TRY_AGAIN_LATER, "server full")
+                    return
                 await ws.send_many([encode_packet(sock.core.open_packet())])
                 await self._run_websocket(ws, sock)
             elif await self._probe(ws, upgrading):

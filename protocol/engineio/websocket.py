@@ -26,6 +26,7 @@ _RECV_CHUNK = 65536
 CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 def accept_key(client_key: bytes) -> bytes:
