@@ -388,6 +388,8 @@ class Figures:
     round_rates: list[float] = field(default_factory=list)
     server_cpu_s: float = 0.0
     error: str = ""
+    # Skipped on purpose (e.g. upstream not installable): reported, not a failure.
+    skipped: bool = False
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -551,6 +553,17 @@ def conditions(samples: int, seconds: float, rounds: int) -> str:
         f"{samples} one-in-flight samples and {seconds:g} s at {THROUGHPUT_WINDOW} in flight "
         f"per server, in {rounds} interleaved rounds"
     )
+
+
+def print_notes(all_figures: Sequence[Figures]) -> None:
+    for f in all_figures:
+        if f.error:
+            print(f"{'SKIPPED' if f.skipped else 'FAILED'} {f.name}: {f.error}")
+
+
+def exit_status(all_figures: Sequence[Figures]) -> int:
+    """0 when every server was measured or skipped on purpose, else 1."""
+    return 0 if all(f.ok or f.skipped for f in all_figures) else 1
 
 
 def print_profile(path: Path, limit: int) -> None:

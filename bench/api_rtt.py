@@ -41,6 +41,7 @@ from _common import (
     Target,
     conditions,
     event_payload,
+    exit_status,
     fmt,
     free_port,
     latency_rows,
@@ -48,6 +49,7 @@ from _common import (
     measure_startup,
     median,
     pin_client,
+    print_notes,
     print_profile,
     print_ratios,
     print_table,
@@ -205,6 +207,7 @@ async def measure(
         for kind in args.wanted:
             if kind in skipped:
                 figures[kind].error = skipped[kind]
+                figures[kind].skipped = True
                 continue
             spec = spec_for(kind, free_port(), cpu, args.profile)
             try:
@@ -215,8 +218,9 @@ async def measure(
                 client = await SioClient.open(spec.port)
                 payload = await pick_payload(kind, client, args.manipulator)
             except BenchError as exc:
+                # Upstream that will not start is skipped; ours that will not is a failure.
                 figures[kind].error = str(exc)
-                print(f"SKIP {spec.name}: {exc}", file=sys.stderr)
+                figures[kind].skipped = kind == "upstream"
                 continue
             targets.append(Target(figures[kind], client, server.pid, payload))
             live.append(kind)
@@ -290,14 +294,10 @@ def main(argv: list[str]) -> int:
     if "upstream" in args.wanted:
         why = ensure_upstream(not args.no_install)
         if why:
-            skipped["upstream"] = f"upstream skipped: {why}"
-            print(f"SKIP {SERVERS['upstream']}: {why}", file=sys.stderr)
+            skipped["upstream"] = why
     started = time.monotonic()
     figures, live = asyncio.run(measure(args, log_dir, skipped))
     time_startups(args, figures, live, log_dir)
-    for f in figures.values():
-        if f.error:
-            print(f"ERROR {f.name}: {f.error}", file=sys.stderr)
     print(
         f"(server logs in {log_dir}; run took {time.monotonic() - started:.0f} s)", file=sys.stderr
     )
@@ -306,6 +306,7 @@ def main(argv: list[str]) -> int:
     event = event_payload("get_position", args.manipulator)
     print(f"EVENT {event} over WebSocket, raw client, servers in subprocesses\n")
     print_table(LATENCY_HEADERS, latency_rows(list(figures.values())))
+    print_notes(list(figures.values()))
     print()
     print_resources(figures)
     print()
@@ -317,7 +318,7 @@ def main(argv: list[str]) -> int:
             if kind != "floor":
                 print(f"\n=== cProfile of {SERVERS[kind]} (whole run, top by own time) ===")
                 print_profile(profile_path(args.profile, kind), 30)
-    return 0 if all(f.ok for f in figures.values()) else 1
+    return exit_status(list(figures.values()))
 
 
 if __name__ == "__main__":

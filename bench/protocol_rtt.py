@@ -30,10 +30,12 @@ from _common import (
     Target,
     conditions,
     event_payload,
+    exit_status,
     free_port,
     latency_rows,
     make_log_dir,
     pin_client,
+    print_notes,
     print_profile,
     print_ratios,
     print_table,
@@ -111,7 +113,6 @@ async def measure(args: argparse.Namespace) -> dict[str, Figures]:
                     raise BenchError(f"ping acked with {ack!r}, expected {EXPECTED_ACK!r}")
             except BenchError as exc:
                 figures[kind].error = str(exc)
-                print(f"SKIP {SERVERS[kind]}: {exc}", file=sys.stderr)
                 continue
             targets.append(Target(figures[kind], client, server.pid, PAYLOAD))
         try:
@@ -119,9 +120,6 @@ async def measure(args: argparse.Namespace) -> dict[str, Figures]:
         finally:
             for target in targets:
                 await target.client.close()
-    for f in figures.values():
-        if f.error:
-            print(f"ERROR {f.name}: {f.error}", file=sys.stderr)
     print(f"(server logs in {log_dir})", file=sys.stderr)
     return figures
 
@@ -132,6 +130,7 @@ def main(argv: list[str]) -> int:
     print(f"protocol_rtt: {conditions(args.samples, args.seconds, args.rounds)}")
     print('EVENT ["ping","x"] -> ACK ["x"] over WebSocket, raw client, servers in subprocesses\n')
     print_table(LATENCY_HEADERS, latency_rows(list(figures.values())))
+    print_notes(list(figures.values()))
     print()
     if "ours" in figures and "python-socketio" in figures:
         print_ratios(figures["ours"], figures["python-socketio"], figures.get("floor"))
@@ -140,7 +139,7 @@ def main(argv: list[str]) -> int:
             if kind != "floor":
                 print(f"\n=== cProfile of {SERVERS[kind]} (whole run, top by own time) ===")
                 print_profile(profile_path(args, kind), 30)
-    return 0 if all(f.ok for f in figures.values()) else 1
+    return exit_status(list(figures.values()))
 
 
 if __name__ == "__main__":

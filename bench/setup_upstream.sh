@@ -26,6 +26,8 @@ if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
     exit 0
 fi
 
+command -v "$python" >/dev/null \
+    || { echo "setup_upstream: no $python on PATH (set PYTHON=...)" >&2; exit 1; }
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
     || { echo "setup_upstream: $python is older than 3.10, ephys-link needs 3.10+" >&2; exit 1; }
 
