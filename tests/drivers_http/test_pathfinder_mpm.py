@@ -209,3 +209,21 @@ def test_probe_index_covers_a_to_an() -> None:
     assert dialect.stop_command("A") == {"PutId": "ProbeStop", "Probe": 0}
     assert dialect.stop_command("Z") == {"PutId": "ProbeStop", "Probe": 25}
     assert dialect.stop_command("AN") == {"PutId": "ProbeStop", "Probe": 39}
+
+
+async def test_a_move_that_stops_short_ends_after_about_ten_unchanged_polls() -> None:
+    sim = MpmSim(1, coarse_speed_mm_s=0.0)  # Pathfinder accepts the move but nothing moves
+    async with running_rig(sim, MpmDialect()) as rig:
+        manipulator = rig.manipulators["A"]
+        start = await manipulator.position()
+        with trio.fail_after(4):
+            final = await manipulator.move_to(np.array([1.0, 1.0, 1.0, 0.0]), 1.0)
+        np.testing.assert_allclose(final, start)
+
+
+async def test_a_command_the_server_refuses_is_a_clear_error() -> None:
+    sim = fast_sim()
+    async with running_rig(sim, MpmDialect()) as rig:
+        del sim.probes["C"]
+        with pytest.raises(DeviceError, match=r"refused command .*ProbeStop.*HTTP 400"):
+            await rig.manipulators["C"].halt()
