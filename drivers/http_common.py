@@ -33,6 +33,12 @@ from drivers.coordinates import AxisMap
 
 log = logging.getLogger(__name__)
 
+# httpx logs every request at INFO: at 30 polls a second that would bury the
+# journal. Wire-level detail is ours to log (at DEBUG), unless someone configured httpx.
+for _noisy in ("httpx", "httpcore"):
+    if logging.getLogger(_noisy).level == logging.NOTSET:
+        logging.getLogger(_noisy).setLevel(logging.WARNING)
+
 Command = dict[str, object]
 
 POLL_INTERVAL_S = 1 / 30
