@@ -382,6 +382,7 @@ class Figures:
     """Everything measured for one server, accumulated over interleaved rounds."""
 
     name: str
+    short: str = ""
     latencies_ns: list[int] = field(default_factory=list)
     acks: int = 0
     seconds: float = 0.0
@@ -521,28 +522,28 @@ def verdict(ok: bool) -> str:
 def print_ratios(ours: Figures, theirs: Figures, floor: Figures | None) -> None:
     """The issue's three latency/throughput targets, ours against the reference server."""
     if not (ours.ok and theirs.ok):
-        print(f"ratios: not computed ({ours.name} ok={ours.ok}, {theirs.name} ok={theirs.ok})")
+        print(f"ratios: not computed ({ours.short} ok={ours.ok}, {theirs.short} ok={theirs.ok})")
         return
     thr = ours.rate / theirs.rate if theirs.rate else float("nan")
     meets = verdict(thr >= 2)
-    print(f"throughput {ours.name} / {theirs.name}: {thr:.2f}x  (target >= 2.00x: {meets})")
+    print(f"throughput {ours.short} / {theirs.short}: {thr:.2f}x  (target >= 2.00x: {meets})")
     if floor is not None and floor.ok:
         ours_over = ours.p(50) - floor.p(50)
         theirs_over = theirs.p(50) - floor.p(50)
         rel = ours_over / theirs_over if theirs_over > 0 else float("nan")
         print(
-            f"p50 overhead above floor: {ours.name} {ours_over:.0f} us, {theirs.name} "
+            f"p50 overhead above floor: {ours.short} {ours_over:.0f} us, {theirs.short} "
             f"{theirs_over:.0f} us -> {rel:.2f}x  (target <= 0.50x: {verdict(rel <= 0.5)})"
         )
     else:
         print("p50 overhead above floor: not computed (no floor figures in this run)")
     p99 = ours.p(99) / theirs.p(99)
     print(
-        f"p99 {ours.name} / {theirs.name}: {ours.p(99):.0f} / {theirs.p(99):.0f} us = {p99:.2f}x"
+        f"p99 {ours.short} / {theirs.short}: {ours.p(99):.0f} / {theirs.p(99):.0f} us = {p99:.2f}x"
         f"  (target <= 1.00x: {verdict(p99 <= 1)})"
     )
     cpu = ours.cpu_us_per_ack / theirs.cpu_us_per_ack
-    print(f"server CPU per ack {ours.name} / {theirs.name}: {cpu:.2f}x (information, no target)")
+    print(f"server CPU per ack {ours.short} / {theirs.short}: {cpu:.2f}x (information, no target)")
 
 
 def conditions(samples: int, seconds: float, rounds: int) -> str:
@@ -566,12 +567,50 @@ def exit_status(all_figures: Sequence[Figures]) -> int:
     return 0 if all(f.ok or f.skipped for f in all_figures) else 1
 
 
+# Where a server's own time goes, by the path of the code (first match wins).
+PROFILE_GROUPS = [
+    ("waiting in epoll (idle)", "method 'poll' of 'select.epoll'"),
+    ("socket syscalls", "of '_socket.socket'"),
+    ("ephysd/", "/ephysd/"),
+    ("protocol/engineio", "/protocol/engineio/"),
+    ("protocol/socketio + server", "/protocol/"),
+    ("wsproto", "/wsproto/"),
+    ("h11", "/h11/"),
+    ("trio (+ outcome)", "/trio/"),
+    ("trio (+ outcome)", "/outcome/"),
+    ("python-socketio", "/socketio/"),
+    ("python-engineio", "/engineio/"),
+    ("aiohttp", "/aiohttp/"),
+    ("asyncio", "/asyncio/"),
+    ("ephys_link", "/ephys_link/"),
+    ("pydantic / vbl_aquarium", "/pydantic"),
+    ("pydantic / vbl_aquarium", "/vbl_aquarium/"),
+    ("json", "/json/"),
+    ("other packages", "/site-packages/"),
+    ("stdlib", "/lib/python3"),
+    ("builtins", "~:"),
+]
+
+
 def print_profile(path: Path, limit: int) -> None:
-    """The top functions by own time of a server run under --profile."""
+    """Own time of a server run under --profile, grouped by package, then the top functions."""
     if not path.exists():
         print(f"(no profile written at {path})")
         return
     stats = pstats.Stats(str(path))
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = getattr(
+        stats, "stats", {}
+    )
+    groups: dict[str, float] = {}
+    for (filename, _line, function), (_cc, _nc, tottime, _ct, _callers) in raw.items():
+        where = f"{filename}:{function}"
+        label = next((g for g, key in PROFILE_GROUPS if key in where), "other Python")
+        groups[label] = groups.get(label, 0.0) + tottime
+    busy = sum(t for g, t in groups.items() if g != PROFILE_GROUPS[0][0])
+    print(f"own time by group (busy total {busy:.2f} s, epoll idle excluded from %):")
+    for label, seconds in sorted(groups.items(), key=lambda item: -item[1]):
+        share = "" if label == PROFILE_GROUPS[0][0] else f"{100 * seconds / busy:5.1f}%"
+        print(f"  {label:<28} {seconds:7.2f} s  {share}")
     stats.sort_stats(pstats.SortKey.TIME).print_stats(limit)
 
 

@@ -199,7 +199,7 @@ async def pick_payload(kind: str, client: SioClient, manipulator: str) -> str:
 async def measure(
     args: argparse.Namespace, log_dir: Path, skipped: dict[str, str]
 ) -> tuple[dict[str, Figures], list[str]]:
-    figures = {kind: Figures(SERVERS[kind]) for kind in args.wanted}
+    figures = {kind: Figures(SERVERS[kind], kind) for kind in args.wanted}
     live: list[str] = []
     targets: list[Target] = []
     cpu = 1 if args.pin else None
@@ -280,10 +280,10 @@ def print_resource_ratios(ours: Figures, theirs: Figures) -> None:
         return
     rss = ours.extra["idle_rss_kib"] / theirs.extra["idle_rss_kib"]
     meets = verdict(rss <= 0.6)
-    print(f"idle RSS {ours.name} / {theirs.name}: {rss:.2f}x  (target <= 0.60x: {meets})")
+    print(f"idle RSS {ours.short} / {theirs.short}: {rss:.2f}x  (target <= 0.60x: {meets})")
     if "startup_median_s" in ours.extra and "startup_median_s" in theirs.extra:
         start = ours.extra["startup_median_s"] / theirs.extra["startup_median_s"]
-        print(f"start->listen {ours.name} / {theirs.name}: {start:.2f}x (information, no target)")
+        print(f"start->listen {ours.short} / {theirs.short}: {start:.2f}x (information, no target)")
 
 
 def main(argv: list[str]) -> int:

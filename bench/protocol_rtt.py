@@ -92,7 +92,7 @@ def profile_path(args: argparse.Namespace, kind: str) -> Path:
 async def measure(args: argparse.Namespace) -> dict[str, Figures]:
     log_dir = make_log_dir()
     pin_client(0 if args.pin else None)
-    figures = {kind: Figures(SERVERS[kind]) for kind in args.wanted}
+    figures = {kind: Figures(SERVERS[kind], kind) for kind in args.wanted}
     targets: list[Target] = []
     with contextlib.ExitStack() as stack:
         for kind in args.wanted:
