@@ -28,3 +28,21 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, trio.TooSlowError):
         exc = DeviceTimeout("the device did not answer in time")
     return f"{type(exc).__name__}: {exc}"
+
+
+class StartupError(Exception):
+    """The daemon cannot start (port in use, bad device); the text is one line for stderr."""
+
+
+def find_leaf(
+    exc: BaseException, types: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first exception of ``types`` in ``exc``, looking inside exception groups."""
+    if isinstance(exc, types):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_leaf(inner, types)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,195 @@
+"""The supervisor: one root nursery owns every task of the daemon.
+
+Start order, each step ``nursery.start``-ed so the next only runs once the
+previous is ready: the platform's ``run`` (manipulators discovered), one actor
+per manipulator (device opened), the emergency stop if asked for, then the
+Socket.IO server (port bound) or the proxy client, then the service plumbing
+(signals, systemd watchdog). Only then do the ready hooks run (systemd
+``READY=1``, the devrig banner). A failure of any of them before ready ends
+the daemon with that error; after ready, a crash of any task takes the whole
+nursery down, and each actor's shielded clean-up halts and releases its device.
+
+Other parts plug in through :meth:`Daemon.on_ready` and
+:meth:`Daemon.add_service`, and control the daemon through
+:meth:`Daemon.stop_all` and :meth:`Daemon.shutdown`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import trio
+
+from drivers.base import DeviceError, Platform
+from ephysd.actor import ActorLimits
+from ephysd.api import Api
+from ephysd.config import DEFAULT_PORT, Settings, is_loopback, parse_host_port
+from ephysd.connection import ControlPolicy, build_server
+from ephysd.errors import StartupError, find_leaf
+from ephysd.rig import Rig, start_rig
+from ephysd.sdnotify import Notifier
+from ephysd.signals import handle_signals
+from protocol.server import ServerConfig
+
+log = logging.getLogger(__name__)
+
+ReadyHook = Callable[["Daemon"], Awaitable[None]]
+Service = Callable[..., Awaitable[Any]]
+
+
+def new_pinpoint_id() -> str:
+    """What the user types into Pinpoint in proxy mode: 8 hex chars of a UUID4."""
+    return str(uuid.uuid4())[:8]
+
+
+class Daemon:
+    """The whole daemon, for one platform and one set of settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        platform: Platform,
+        *,
+        limits: ActorLimits | None = None,
+        server_config: ServerConfig | None = None,
+        pinpoint_id: str | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.platform = platform
+        self.pinpoint_id = pinpoint_id or new_pinpoint_id()
+        self._limits = limits
+        self._server_config = server_config
+        self._handle_signals = handle_signals
+        self._ready_hooks: list[ReadyHook] = []
+        self._services: list[Service] = []
+        self._nursery: trio.Nursery | None = None
+        self.rig: Rig | None = None
+        self.api: Api | None = None
+        self.policy: ControlPolicy | None = None
+        # (host, port) the server listens on; None in proxy mode.
+        self.address: tuple[str, int] | None = None
+        self.notifier = Notifier.from_environ()
+
+    # --- extension points ----------------------------------------------------------
+
+    def on_ready(self, hook: ReadyHook) -> None:
+        """Run ``await hook(daemon)`` once everything is up."""
+        self._ready_hooks.append(hook)
+
+    def add_service(self, service: Service) -> None:
+        """Start ``service(task_status=...)`` in the root nursery before ready."""
+        self._services.append(service)
+
+    async def stop_all(self) -> str:
+        """Halt every manipulator now; "" on success, else the errors."""
+        if self.rig is None:
+            return ""
+        return await self.rig.stop_all()
+
+    def shutdown(self) -> None:
+        """End the daemon: cancel the root nursery (actors halt and release devices)."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # --- running ---------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[tuple[str, int] | None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start everything, report the listening address (None with a proxy), serve."""
+        log.info("platform %s (%s)", self.platform.info.name, self.platform.info.cli_name)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.rig = rig = await start_rig(nursery, self.platform, self._limits)
+            self.api = api = Api(rig, self.pinpoint_id)
+            log.info("manipulators: %s", ", ".join(rig.ids) or "(none)")
+            if self.settings.estop is not False:
+                await self._start_estop(nursery)
+            if self.settings.use_proxy:
+                await self._start_proxy(nursery, api)
+            else:
+                await self._start_server(nursery, api)
+            await self._start_service_plumbing(nursery)
+            for service in self._services:
+                await nursery.start(service)
+            for hook in self._ready_hooks:
+                await hook(self)
+            await self.notifier.ready(self.status_line())
+            task_status.started(self.address)
+
+    def status_line(self) -> str:
+        if self.address is not None:
+            host, port = self.address
+            return f"serving {self.platform.info.cli_name} on http://{_url_host(host)}:{port}"
+        return (
+            f"serving {self.platform.info.cli_name} through proxy, Pinpoint ID {self.pinpoint_id}"
+        )
+
+    async def _start_server(self, nursery: trio.Nursery, api: Api) -> None:
+        host, port = parse_host_port(self.settings.listen, DEFAULT_PORT)
+        if not is_loopback(host):
+            log.warning(
+                "listening on %s: the rig is reachable from the network, not just this computer",
+                host,
+            )
+        server, self.policy = build_server(api, self.stop_all, self.settings, self._server_config)
+        try:
+            self.address = await nursery.start(server.serve, host, port)
+        except (OSError, BaseExceptionGroup) as exc:
+            leaf = find_leaf(exc, OSError)
+            if not isinstance(leaf, OSError):
+                raise
+            raise StartupError(f"cannot listen on {host}:{port}: {leaf.strerror or leaf}") from None
+        log.info("listening on http://%s:%d", _url_host(self.address[0]), self.address[1])
+
+    async def _start_proxy(self, nursery: trio.Nursery, api: Api) -> None:
+        from ephysd.proxy import run_proxy  # only proxy mode needs the client
+
+        host, port = parse_host_port(self.settings.proxy_address, DEFAULT_PORT)
+        print(f"PINPOINT ID: {self.pinpoint_id}", flush=True)
+        log.info("Pinpoint ID %s; connecting to proxy %s:%d", self.pinpoint_id, host, port)
+        await nursery.start(
+            run_proxy,
+            api,
+            f"http://{_url_host(host)}:{port}",
+            self.stop_all if self.settings.stop_on_disconnect else None,
+        )
+
+    async def _start_estop(self, nursery: trio.Nursery) -> None:
+        estop = self.settings.estop
+        device = estop if isinstance(estop, str) else None
+        try:
+            module = importlib.import_module("ephysd.estop")
+        except ImportError as exc:
+            raise DeviceError(f"--estop: emergency stop support is not available ({exc})") from None
+
+        async def on_press(source: str) -> None:
+            log.critical("EMERGENCY STOP from %s: stopping every manipulator", source)
+            errors = await self.stop_all()
+            if errors:
+                log.critical("emergency stop: some manipulators failed to halt: %s", errors)
+
+        await nursery.start(module.run_estop, device, on_press)
+
+    async def _start_service_plumbing(self, nursery: trio.Nursery) -> None:
+        """Signals and the systemd watchdog (sdnotify / signals modules)."""
+        if self._handle_signals:
+            await nursery.start(
+                partial(
+                    handle_signals,
+                    stop_motion=self.stop_all,
+                    shutdown=self.shutdown,
+                    notifier=self.notifier,
+                )
+            )
+        await nursery.start(self.notifier.run_watchdog)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

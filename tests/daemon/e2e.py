@@ -1,0 +1,102 @@
+"""Helpers for end-to-end tests: a real daemon in-process, real clients in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from drivers.fake import FakePlatform
+from ephysd.actor import ActorLimits
+from ephysd.app import Daemon
+from ephysd.config import Settings
+
+HERE = Path(__file__).parent
+PY_CLIENT = HERE / "clients" / "sio_steps.py"
+JS_CLIENT = HERE / "js" / "steps.js"
+PINPOINT_ID = "1a2b3c4d"
+
+
+@asynccontextmanager
+async def running_daemon(
+    platform: FakePlatform | None = None, **settings: Any
+) -> AsyncIterator[Daemon]:
+    """The whole daemon on an ephemeral loopback port, for the block's duration."""
+    daemon = Daemon(
+        Settings(listen="127.0.0.1:0", **settings),
+        platform or FakePlatform(),
+        limits=ActorLimits(),
+        pinpoint_id=PINPOINT_ID,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        try:
+            yield daemon
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def url_of(daemon: Daemon) -> str:
+    assert daemon.address is not None
+    host, port = daemon.address
+    return f"http://{host}:{port}"
+
+
+def client_command(kind: str, url: str, steps: list[list[Any]]) -> list[str]:
+    if kind == "python":
+        return [sys.executable, str(PY_CLIENT), url, json.dumps(steps)]
+    return ["node", str(JS_CLIENT), url, json.dumps(steps)]
+
+
+async def run_client(
+    kind: str, url: str, steps: list[list[Any]], timeout_s: float = 60
+) -> list[Any]:
+    """Run one client through ``steps``; its printed results, one per step."""
+    with trio.fail_after(timeout_s):
+        done = await trio.run_process(
+            client_command(kind, url, steps),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    out = done.stdout.decode()
+    assert done.returncode == 0, f"{kind} client failed:\n{out}\n{done.stderr.decode()}"
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+class LiveClient:
+    """A client process we can watch line by line, pause and kill."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        assert process.stdout is not None
+        self._stream = process.stdout
+        self._buffer = b""
+
+    async def next_result(self, timeout_s: float = 20) -> Any:
+        with trio.fail_after(timeout_s):
+            while b"\n" not in self._buffer:
+                chunk = await self._stream.receive_some()
+                if not chunk:
+                    raise EOFError("client exited")
+                self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+
+@asynccontextmanager
+async def live_client(kind: str, url: str, steps: list[list[Any]]) -> AsyncIterator[LiveClient]:
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(trio.run_process, client_command(kind, url, steps), stdout=-1, check=False)
+        )
+        try:
+            yield LiveClient(process)
+        finally:
+            process.kill()
