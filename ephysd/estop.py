@@ -76,7 +76,8 @@ async def run_estop(
     daemon must not come up without one.
     """
     path = device if device is not None else find_arduino_port()
-    port = _ButtonPort(path, baud)
+    # Found by description: after a replug the button may come back under another name.
+    port = _ButtonPort(path, baud, rediscover=device is None)
     try:
         with trio.fail_after(first_open_timeout):
             stream = await port.open_retrying()
@@ -88,41 +89,35 @@ async def run_estop(
     task_status.started()
     while True:
         try:
-            reason = await _read_presses(stream, path, on_press)
+            reason = await _read_presses(stream, port.path, on_press)
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
         log.error(
             "E-STOP BUTTON LOST: port %s vanished (%s); reopening it. Until then stop "
             "from the client or with SIGUSR1",
-            path,
+            port.path,
             reason,
         )
         stream = await port.open_retrying()
-        log.warning("e-stop button port %s is back; e-stop armed again", path)
+        log.warning("e-stop button port %s is back; e-stop armed again", port.path)
 
 
 class _ButtonPort:
     """Opens the button's port, retrying with backoff; remembers why it last failed."""
 
-    def __init__(self, path: str, baud: int) -> None:
+    def __init__(self, path: str, baud: int, *, rediscover: bool = False) -> None:
         self.path = path
         self.baud = baud
+        self.rediscover = rediscover
         self.last_error = "not tried yet"
-
-    def _why(self) -> tuple[str, str]:
-        return self.path, self.last_error
 
     async def open_retrying(self) -> trio.abc.ReceiveStream:
         delay = RETRY_MIN_S
         last_logged = trio.current_time()
         while True:
-            stream: trio.abc.ReceiveStream = trio_serial.SerialStream(self.path, baudrate=self.baud)
-            try:
-                await stream.aopen()  # type: ignore[attr-defined]
-            except OSError as exc:
-                self.last_error = f"{type(exc).__name__}: {exc.strerror or exc}"
-            else:
+            stream = await self._try_open()
+            if stream is not None:
                 return stream
             if trio.current_time() - last_logged >= STILL_DOWN_LOG_EVERY_S:
                 log.error(
@@ -131,6 +126,21 @@ class _ButtonPort:
                 last_logged = trio.current_time()
             await trio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _try_open(self) -> trio.abc.ReceiveStream | None:
+        if self.rediscover:
+            try:
+                self.path = find_arduino_port()
+            except EStopUnavailable as exc:
+                self.last_error = str(exc)
+                return None
+        stream: trio.abc.ReceiveStream = trio_serial.SerialStream(self.path, baudrate=self.baud)
+        try:
+            await stream.aopen()  # type: ignore[attr-defined]
+        except OSError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc.strerror or exc}"
+            return None
+        return stream
 
 
 async def _read_presses(stream: trio.abc.ReceiveStream, path: str, on_press: OnPress) -> str:

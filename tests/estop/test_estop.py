@@ -182,3 +182,27 @@ async def test_sigusr1_is_the_same_emergency_stop() -> None:
         await presses.wait_for(1)
         nursery.cancel_scope.cancel()
     assert presses.lines == ["SIGUSR1"]
+
+
+async def test_an_arduino_found_by_description_is_found_again_under_a_new_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = ButtonPty(tmp_path / "ttyACM0")
+    ports = [FakePort(first.device, "Arduino Uno")]
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: list(ports))
+    presses = Presses()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_estop, None, presses)
+            first.unplug()
+            ports.clear()
+            await wait_for_log(caplog, "E-STOP BUTTON LOST")
+            second = ButtonPty(tmp_path / "ttyACM1")
+            ports.append(FakePort(second.device, "Arduino Uno"))
+            await wait_for_log(caplog, "ttyACM1 is back")
+            second.press(b"STOP\n")
+            await presses.wait_for(1)
+            nursery.cancel_scope.cancel()
+            second.close()
+    finally:
+        first.close()
