@@ -18,7 +18,14 @@ import msgspec
 import numpy as np
 import trio
 
-from drivers.base import DeviceError, Manipulator, Platform, PlatformInfo, Vector
+from drivers.base import (
+    DeviceError,
+    Manipulator,
+    NotSupported,
+    Platform,
+    PlatformInfo,
+    Vector,
+)
 from drivers.coordinates import AxisMap
 from drivers.ump.sdk import MoveRequest, SdkUnavailable, SensapexDevice, SensapexSDK
 
@@ -117,6 +124,12 @@ class UmpManipulator(Manipulator):
 
     async def position(self) -> Vector:
         return self._unified((await self._native_um()).tolist())
+
+    async def angles(self) -> tuple[float, float, float]:
+        raise NotSupported("Sensapex uMp does not report angles.")
+
+    async def shank_count(self) -> int:
+        raise NotSupported("Sensapex uMp does not report a shank count.")
 
     async def halt(self) -> None:
         self._halts += 1

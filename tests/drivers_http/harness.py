@@ -13,7 +13,7 @@ from drivers.base import Manipulator
 from drivers.http_common import Dialect, HttpPlatform
 from drivers.http_sim import HttpSim
 
-STALE_AFTER_S = 0.3
+STALE_AFTER_S = 0.5
 
 
 @dataclass

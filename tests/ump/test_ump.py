@@ -145,9 +145,9 @@ async def test_a_move_the_controller_gives_up_on_is_an_error_with_its_reason() -
 
 async def test_angles_and_shank_count_are_not_supported() -> None:
     async with running(FakeSensapexSDK({1: 4})) as (_, [manipulator]):
-        with pytest.raises(NotSupported):
+        with pytest.raises(NotSupported, match="does not report angles"):
             await manipulator.angles()
-        with pytest.raises(NotSupported):
+        with pytest.raises(NotSupported, match="does not report a shank count"):
             await manipulator.shank_count()
 
 
