@@ -23,6 +23,9 @@ JS_CLIENT = HERE / "js" / "steps.js"
 PINPOINT_ID = "1a2b3c4d"
 
 
+PROXY = HERE / "clients" / "relay_proxy.py"
+
+
 @asynccontextmanager
 async def running_daemon(
     platform: FakePlatform | None = None, **settings: Any
@@ -71,7 +74,7 @@ async def run_client(
 
 
 class LiveClient:
-    """A client process we can watch line by line, pause and kill."""
+    """A child process we can read line by line, pause and kill."""
 
     def __init__(self, process: trio.Process) -> None:
         self.process = process
@@ -79,22 +82,31 @@ class LiveClient:
         self._stream = process.stdout
         self._buffer = b""
 
-    async def next_result(self, timeout_s: float = 20) -> Any:
+    async def next_line(self, timeout_s: float = 20) -> str:
         with trio.fail_after(timeout_s):
             while b"\n" not in self._buffer:
                 chunk = await self._stream.receive_some()
                 if not chunk:
-                    raise EOFError("client exited")
+                    raise EOFError("child process exited")
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
+        return line.decode()
+
+    async def next_result(self, timeout_s: float = 20) -> Any:
+        return json.loads(await self.next_line(timeout_s))
 
 
 @asynccontextmanager
 async def live_client(kind: str, url: str, steps: list[list[Any]]) -> AsyncIterator[LiveClient]:
+    async with live_process(client_command(kind, url, steps)) as client:
+        yield client
+
+
+@asynccontextmanager
+async def live_process(command: list[str]) -> AsyncIterator[LiveClient]:
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
-            partial(trio.run_process, client_command(kind, url, steps), stdout=-1, check=False)
+            partial(trio.run_process, command, stdout=-1, check=False)
         )
         try:
             yield LiveClient(process)
