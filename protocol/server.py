@@ -263,7 +263,14 @@ class SocketIOServer:
         return EngineIOServer(self._config.engineio, self.handle_session, self._check_request)
 
     async def handle_session(self, eio: EngineIOSocket) -> None:
-        """Run one Engine.IO session to its end (the Engine.IO server's per-session task)."""
+        """Run one Engine.IO session to its end (the Engine.IO server's per-session task).
+
+        When the session ends, that client's in-flight handlers are cancelled,
+        then each namespace's disconnect hook runs, without a time limit (the
+        daemon's clean-up, such as stopping motion, must not be cut short).
+        Only if the server itself is shutting down do the hooks get a short,
+        shielded grace period instead.
+        """
         client = _Client(eio, self._config.max_concurrent_handlers)
         reason = CloseReason.TRANSPORT_CLOSE.value
         try:
@@ -271,17 +278,23 @@ class SocketIOServer:
                 nursery.start_soon(self._enforce_connect_timeout, client)
                 reason = await self._receive_loop(client, nursery)
                 nursery.cancel_scope.cancel()
+            await self._leave_all(client, reason)
         except Exception:
             # A bug here must cost one client, never the whole server.
             log.exception("sid=%s session handler failed", eio.sid)
             reason = CloseReason.TRANSPORT_ERROR.value
         finally:
             with trio.CancelScope(shield=True):
+                if client.members:  # cancelled or failed before the hooks ran
+                    with trio.move_on_after(_SHUTDOWN_HOOK_GRACE_S):
+                        await self._leave_all(client, reason)
                 with trio.move_on_after(_SHUTDOWN_HOOK_GRACE_S):
-                    for member in list(client.members.values()):
-                        self._forget(member)
-                        await self._run_disconnect_hook(member, reason)
-                await eio.close(CloseReason.SERVER)
+                    await eio.close(CloseReason.SERVER)
+
+    async def _leave_all(self, client: _Client, reason: str) -> None:
+        for member in list(client.members.values()):
+            self._forget(member)
+            await self._run_disconnect_hook(member, reason)
 
     async def _enforce_connect_timeout(self, client: _Client) -> None:
         with client.connect_timer:

@@ -26,13 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         if args.mode == "engineio":
-            from protocol.conformance import engineio_echo
+            from protocol.conformance.engineio_echo import main as engineio_main
 
-            engineio_echo.main(args.port)
+            engineio_main(args.port)
         else:
-            from protocol.conformance import socketio_server
+            from protocol.conformance.socketio_server import main as socketio_main
 
-            socketio_server.main(args.port, args.host)
+            socketio_main(args.port, args.host)
     except KeyboardInterrupt:
         pass
 

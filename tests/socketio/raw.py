@@ -76,9 +76,9 @@ class RawSocket:
 
 @asynccontextmanager
 async def raw_socket(
-    port: int, query: str = "EIO=4&transport=websocket"
+    port: int, query: str = "EIO=4&transport=websocket", path: str = "/socket.io/"
 ) -> AsyncIterator[RawSocket]:
-    url = f"ws://127.0.0.1:{port}/socket.io/?{query}"
+    url = f"ws://127.0.0.1:{port}{path}?{query}"
     async with open_websocket_url(url, connect_timeout=STEP_S, disconnect_timeout=1) as ws:
         yield RawSocket(ws)
 

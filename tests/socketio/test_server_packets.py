@@ -392,3 +392,44 @@ async def test_an_invalid_packet_closes_the_connection_with_parse_error(
     assert eio.close_reason is CloseReason.PARSE_ERROR
     await trio.testing.wait_all_tasks_blocked()
     assert reasons == ["parse error"]
+
+
+async def test_disconnect_hook_runs_to_completion_however_long_it_takes(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("protocol.server._SHUTDOWN_HOOK_GRACE_S", 0.01)
+    finished = trio.Event()
+
+    async def slow_cleanup(sid: str, reason: str) -> None:
+        await trio.sleep(0.1)  # e.g. halting every stage
+        finished.set()
+
+    harness.server.on_disconnect(slow_cleanup)
+    eio, _ = await harness.joined()
+    await eio.hang_up()
+    with trio.fail_after(2):
+        await finished.wait()
+
+
+async def test_a_clients_in_flight_handlers_are_cancelled_when_its_session_ends(
+    harness: Harness,
+) -> None:
+    started = trio.Event()
+    cancelled = trio.Event()
+
+    async def forever(sid: str) -> None:
+        started.set()
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+
+    harness.server.on("forever", forever)
+    eio, _ = await harness.joined()
+    await eio.push('21["forever"]')
+    with trio.fail_after(2):
+        await started.wait()
+    await eio.hang_up()
+    with trio.fail_after(2):
+        await cancelled.wait()
