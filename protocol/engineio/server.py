@@ -298,12 +298,10 @@ class EngineIOServer:
                 raise _Refusal(400, BAD_HANDSHAKE_METHOD)
             await self._polling_handshake(conn, request, cors)
             return True
-        sock = self._sessions.get(sid)
-        if sock is None:
-            raise _Refusal(400, UNKNOWN_SID)
+        sock = self._session(sid)
         if sock.transport != POLLING:
             raise _Refusal(400, BAD_REQUEST, "Session is not on polling")
-        if sock.core.closed and not (request.method == "GET" and sock.has_undelivered):
+        if sock.core.closed and request.method != "GET":
             raise _Refusal(400, UNKNOWN_SID)
         if request.method == "GET":
             return await self._poll(conn, sock, cors)
@@ -343,6 +341,21 @@ class EngineIOServer:
             request.info.remote_port,
         )
         self._nursery.start_soon(self._run_session, sock)
+        return sock
+
+    def _session(self, sid: str) -> ServerSocket:
+        """The live session for ``sid``, its heartbeat brought up to date first.
+
+        Applying the heartbeat on arrival makes a request that comes after the
+        ping deadline see a closed session even if the heartbeat task has not
+        woken up yet on a busy machine.
+        """
+        sock = self._sessions.get(sid)
+        if sock is not None:
+            sock.apply(sock.core.tick(trio.current_time()))
+            sock = self._sessions.get(sid)
+        if sock is None:
+            raise _Refusal(400, UNKNOWN_SID)
         return sock
 
     def _forget(self, sock: ServerSocket) -> None:
@@ -486,14 +499,16 @@ class EngineIOServer:
             raise _Refusal(400, BAD_REQUEST, "Bad WebSocket handshake")
         sid = request.query.get("sid")
         upgrading: ServerSocket | None = None
+        refusal: str | None = None
         if sid is not None:
-            upgrading = self._sessions.get(sid)
-            if upgrading is None:
-                raise _Refusal(400, UNKNOWN_SID)
+            upgrading = self._session(sid)
             try:
                 upgrading.core.start_upgrade()
             except RemoteProtocolError as exc:
-                raise _Refusal(400, BAD_REQUEST, "Session cannot be upgraded") from exc
+                # Like the reference server: a known sid that is already upgraded
+                # (or upgrading) gets its WebSocket accepted and closed at once.
+                refusal = str(exc)
+                upgrading = None
         elif len(self._sessions) >= self.config.max_connections:
             raise _Refusal(503, BAD_REQUEST, "Server full")
         try:
@@ -514,7 +529,10 @@ class EngineIOServer:
         trailing, _closed = conn.h11.trailing_data
         ws = WebSocket(conn.stream, trailing, self.config.max_payload, self.config.http_timeout_s)
         try:
-            if upgrading is None:
+            if refusal is not None:
+                log.info("websocket for session %s closed: %s", sid, refusal)
+                await ws.close(CLOSE_PROTOCOL_ERROR, "session cannot be upgraded")
+            elif upgrading is None:
                 try:
                     sock = self._new_session(request, WEBSOCKET)
                 except _Refusal:  # filled up while we were answering the handshake

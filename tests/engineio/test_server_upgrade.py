@@ -6,7 +6,7 @@ import trio
 
 from protocol.engineio.session import WEBSOCKET
 from protocol.transport import EngineIOSocket, SessionClosed
-from tests.engineio.conftest import EIO, StartServer, receive, refused_status
+from tests.engineio.conftest import EIO, StartServer, closed_code, receive
 
 
 async def test_a_session_upgrades_and_the_next_poll_gets_a_noop(eio: EIO) -> None:
@@ -53,23 +53,24 @@ async def test_polling_requests_after_the_upgrade_are_400(eio: EIO) -> None:
         assert await receive(ws) == "4hello"
 
 
-async def test_a_second_websocket_for_an_upgraded_sid_is_refused(eio: EIO) -> None:
+async def test_a_second_websocket_for_an_upgraded_sid_is_closed(eio: EIO) -> None:
     sid = await eio.handshake()
     async with eio.websocket(f"EIO=4&transport=websocket&sid={sid}") as ws:
         await ws.send_message("2probe")
         await receive(ws)
         await ws.send_message("5")
-        await trio.sleep(0.02)
-        assert await refused_status(eio, f"EIO=4&transport=websocket&sid={sid}") == 400
+        async with eio.websocket(f"EIO=4&transport=websocket&sid={sid}") as second:
+            assert await closed_code(second) == 1002
         await ws.send_message("4hello")
         assert await receive(ws) == "4hello"
 
 
-async def test_a_second_websocket_during_an_upgrade_is_refused(eio: EIO) -> None:
+async def test_a_second_websocket_during_an_upgrade_is_closed(eio: EIO) -> None:
     sid = await eio.handshake()
     async with eio.websocket(f"EIO=4&transport=websocket&sid={sid}") as ws:
         await trio.sleep(0.02)
-        assert await refused_status(eio, f"EIO=4&transport=websocket&sid={sid}") == 400
+        async with eio.websocket(f"EIO=4&transport=websocket&sid={sid}") as second:
+            assert await closed_code(second) == 1002
         await ws.send_message("2probe")
         assert await receive(ws) == "3probe"
 
