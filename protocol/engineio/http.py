@@ -39,13 +39,19 @@ class HTTPConnection:
         self.early_bytes = 0
         self.max_header_bytes = max_header_bytes
 
-    async def next_event(self, idle_s: float | None = None) -> h11.Event | type[h11.PAUSED]:
-        """Next h11 event; reading from the peer with a deadline."""
+    async def next_event(self, deadline: float | None = None) -> h11.Event | type[h11.PAUSED]:
+        """Next h11 event, read by ``deadline`` (default: the timeout from now).
+
+        The deadline covers the whole event, not each read, so a client that
+        drips a request head a byte at a time still runs out of time.
+        """
+        if deadline is None:
+            deadline = trio.current_time() + self.timeout
         while True:
             event = self.h11.next_event()
             if event is h11.PAUSED or isinstance(event, h11.Event):
                 return event
-            with trio.move_on_after(self.timeout if idle_s is None else idle_s) as scope:
+            with trio.move_on_at(deadline) as scope:
                 try:
                     data = await self.stream.receive_some(self._chunk_size())
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -66,8 +72,9 @@ class HTTPConnection:
         """The whole request body, refused with PayloadTooLarge past ``limit`` bytes."""
         chunks: list[bytes] = []
         total = 0
+        deadline = trio.current_time() + self.timeout
         while True:
-            event = await self.next_event()
+            event = await self.next_event(deadline)
             if isinstance(event, h11.Data):
                 total += len(event.data)
                 if total > limit:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import trio
 
-from tests.engineio.conftest import EIO
+from protocol.engineio.config import EngineIOConfig
+from tests.engineio.conftest import EIO, StartServer
 
 
 async def test_a_polling_handshake_opens_a_session_with_exactly_the_five_keys(eio: EIO) -> None:
@@ -184,4 +186,23 @@ async def test_keep_alive_carries_several_requests_on_one_connection(eio: EIO) -
         while not received.endswith(b"4ab"):
             received += await stream.receive_some(4096)
     assert received.count(b"HTTP/1.1 200") == 2
+    await stream.aclose()
+
+
+async def test_a_client_dripping_its_request_head_is_cut_off_at_the_deadline(
+    start_server: StartServer,
+) -> None:
+    eio = await start_server(EngineIOConfig(path="/engine.io/", http_timeout_s=0.3))
+    stream = await trio.open_tcp_stream("127.0.0.1", eio.port)
+    started = trio.current_time()
+    with trio.fail_after(5):
+        try:
+            for byte in b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nX-Slow: " * 10:
+                await stream.send_all(bytes([byte]))
+                await trio.sleep(0.05)
+        except trio.BrokenResourceError:
+            pass
+        with contextlib.suppress(trio.BrokenResourceError):
+            assert await stream.receive_some(100) == b""
+    assert trio.current_time() - started < 4
     await stream.aclose()
