@@ -37,6 +37,7 @@ from protocol.socketio.packets import (
     encode,
     event_packet,
 )
+from protocol.socketio.sync import acquire_fast
 
 __all__ = ["ConnectRefused", "Disconnected", "SocketIOClient"]
 
@@ -169,9 +170,12 @@ class SocketIOClient:
         if ws is None:
             raise Disconnected("not connected")
         try:
-            async with self._send_lock:
+            await acquire_fast(self._send_lock)
+            try:
                 for part in parts:
                     await ws.send_message(encode_packet(EIOPacket(EIOType.MESSAGE, part)))
+            finally:
+                self._send_lock.release()
         except ConnectionClosed as exc:
             raise Disconnected("connection closed while sending") from exc
 
@@ -232,7 +236,7 @@ class SocketIOClient:
                         nursery.start_soon(self._run_hook, self._on_connect)
                     slots = trio.Semaphore(self._max_handlers)
                     for packet in early:
-                        await slots.acquire()
+                        await acquire_fast(slots)
                         nursery.start_soon(self._run_event, packet, slots)
                     try:
                         await self._receive_loop(ws, decoder, handshake, nursery, slots)
@@ -318,7 +322,7 @@ class SocketIOClient:
             if packet is None or packet.namespace != self.namespace:
                 continue
             if packet.type is PacketType.EVENT:
-                await slots.acquire()
+                await acquire_fast(slots)
                 nursery.start_soon(self._run_event, packet, slots)
             elif packet.type is PacketType.ACK:
                 assert packet.id is not None

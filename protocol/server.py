@@ -37,6 +37,7 @@ from protocol.socketio.packets import (
     encode,
     event_packet,
 )
+from protocol.socketio.sync import acquire_fast
 from protocol.transport import CloseReason, EngineIOSocket, RequestInfo, SessionClosed
 
 __all__ = [
@@ -103,9 +104,12 @@ class _Client:
 
     async def send_parts(self, parts: list[str | bytes]) -> None:
         # The lock keeps a binary packet's text part and attachments contiguous.
-        async with self.send_lock:
+        await acquire_fast(self.send_lock)
+        try:
             for part in parts:
                 await self.eio.send(part)
+        finally:
+            self.send_lock.release()
 
 
 class _Member:
@@ -332,7 +336,7 @@ class SocketIOServer:
         if member is None:
             raise _ProtocolViolation(f"{t.name} for namespace {packet.namespace!r} not joined")
         if t is PacketType.EVENT:
-            await client.handler_slots.acquire()
+            await acquire_fast(client.handler_slots)
             nursery.start_soon(self._run_event, member, packet)
         elif t is PacketType.ACK:
             assert packet.id is not None  # the decoder guarantees it
