@@ -16,7 +16,6 @@ Other parts plug in through :meth:`Daemon.on_ready` and
 
 from __future__ import annotations
 
-import importlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,12 +24,13 @@ from typing import Any
 
 import trio
 
-from drivers.base import DeviceError, Platform
+from drivers.base import Platform
 from ephysd.actor import ActorLimits
 from ephysd.api import Api
 from ephysd.config import DEFAULT_PORT, Settings, is_loopback, parse_host_port
 from ephysd.connection import ControlPolicy, build_server
 from ephysd.errors import StartupError, find_leaf
+from ephysd.estop import run_sigusr1_estop
 from ephysd.rig import Rig, start_rig
 from ephysd.sdnotify import Notifier
 from ephysd.signals import handle_signals
@@ -161,21 +161,23 @@ class Daemon:
             self.stop_all if self.settings.stop_on_disconnect else None,
         )
 
+    async def emergency_stop(self, source: str) -> None:
+        """The e-stop button's (and SIGUSR1's) press: halt everything, loudly."""
+        log.critical("EMERGENCY STOP (%s): stopping every manipulator", source.strip() or "press")
+        errors = await self.stop_all()
+        if errors:
+            log.critical("emergency stop: some manipulators failed to halt: %s", errors)
+
     async def _start_estop(self, nursery: trio.Nursery) -> None:
         estop = self.settings.estop
         device = estop if isinstance(estop, str) else None
         try:
-            module = importlib.import_module("ephysd.estop")
+            from ephysd.estop import run_estop
         except ImportError as exc:
-            raise DeviceError(f"--estop: emergency stop support is not available ({exc})") from None
-
-        async def on_press(source: str) -> None:
-            log.critical("EMERGENCY STOP from %s: stopping every manipulator", source)
-            errors = await self.stop_all()
-            if errors:
-                log.critical("emergency stop: some manipulators failed to halt: %s", errors)
-
-        await nursery.start(module.run_estop, device, on_press)
+            raise StartupError(
+                f"--estop: emergency stop support is not available ({exc})"
+            ) from None
+        await nursery.start(run_estop, device, self.emergency_stop)
 
     async def _start_service_plumbing(self, nursery: trio.Nursery) -> None:
         """Signals and the systemd watchdog (sdnotify / signals modules)."""
@@ -188,6 +190,7 @@ class Daemon:
                     notifier=self.notifier,
                 )
             )
+            await nursery.start(run_sigusr1_estop, self.emergency_stop)
         await nursery.start(self.notifier.run_watchdog)
 
 

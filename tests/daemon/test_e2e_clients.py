@@ -184,3 +184,15 @@ async def test_default_heartbeat_frees_control_within_ten_seconds() -> None:
 
     settings = Settings()
     assert settings.ping_interval_ms + settings.ping_timeout_ms < 10_000
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+async def test_idle_client_stays_connected_with_the_default_heartbeat(kind: str) -> None:
+    """2 s ping interval / 5 s timeout: both real clients keep answering pings."""
+    async with running_daemon() as daemon:
+        results = await run_client(
+            kind,
+            url_of(daemon),
+            [["connect"], ["sleep", 8], ["call", "get_version"]],
+        )
+        assert results[1] == "2.3.0"

@@ -1,0 +1,148 @@
+"""Bad devices and odd conditions: bounded waits, driver bugs, e-stop, log lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pty
+import sys
+import tty
+
+import trio
+
+from drivers.base import Vector
+from drivers.fake import ANGLES, FakeManipulator, FakePlatform
+from ephysd.actor import ActorLimits
+from ephysd.api import Api
+from ephysd.logging_setup import JournalFormatter, PlainFormatter
+from ephysd.rig import open_rig
+from tests.daemon.e2e import running_daemon
+
+FAST = ActorLimits(read_timeout_s=0.2, halt_timeout_s=0.2, move_slack_s=0.3, move_time_factor=1.0)
+
+
+class HangingManipulator(FakeManipulator):
+    """Answers nothing: every read waits forever."""
+
+    async def position(self) -> Vector:
+        await trio.sleep_forever()
+        raise AssertionError
+
+
+class BuggyManipulator(FakeManipulator):
+    async def angles(self) -> tuple[float, float, float]:
+        raise IndexError("list index out of range")
+
+
+class StuckManipulator(FakeManipulator):
+    """Accepts a move, then never reports it finished."""
+
+    async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.halts += 1
+        raise AssertionError
+
+
+def platform_with(manipulator: FakeManipulator) -> FakePlatform:
+    platform = FakePlatform(count=2)
+    platform.manipulators[0] = manipulator
+    return platform
+
+
+async def test_a_device_that_does_not_answer_gets_a_timeout_error_in_time() -> None:
+    async with open_rig(platform_with(HangingManipulator("0", ANGLES[0])), FAST) as rig:
+        api = Api(rig, "1a2b3c4d")
+        with trio.fail_after(2):
+            answer = json.loads(await api.handle("get_position", ["0"]))
+        assert answer["Error"] == (
+            "DeviceTimeout: Manipulator 0 did not answer a position read within 0.2 s."
+        )
+        assert json.loads(await api.handle("get_position", ["1"]))["Error"] == ""
+
+
+async def test_a_move_that_never_ends_is_bounded_and_halted() -> None:
+    stuck = StuckManipulator("0", ANGLES[0])
+    async with open_rig(platform_with(stuck), FAST) as rig:
+        api = Api(rig, "1a2b3c4d")
+        request = '{"ManipulatorId":"0","Position":{"x":0},"Speed":1000}'
+        with trio.fail_after(3):
+            answer = json.loads(await api.handle("set_position", [request]))
+        assert answer["Error"].startswith("DeviceTimeout: Manipulator 0 did not answer the end")
+        assert stuck.halts == 1
+
+
+async def test_a_driver_bug_becomes_an_error_text_and_the_daemon_keeps_serving() -> None:
+    async with open_rig(platform_with(BuggyManipulator("0", ANGLES[0])), FAST) as rig:
+        api = Api(rig, "1a2b3c4d")
+        answer = json.loads(await api.handle("get_angles", ["0"]))
+        assert answer == {
+            "Angles": {"x": 0.0, "y": 0.0, "z": 0.0},
+            "Error": "IndexError: list index out of range",
+        }
+        assert json.loads(await api.handle("get_angles", ["1"]))["Error"] == ""
+
+
+async def test_estop_button_press_stops_every_moving_manipulator() -> None:
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    platform = FakePlatform()
+    try:
+        async with running_daemon(platform, estop=os.ttyname(slave)) as daemon:
+            assert daemon.api is not None
+            api = daemon.api
+            answers: list[str] = []
+
+            async def long_move(mid: str) -> None:
+                request = json.dumps({"ManipulatorId": mid, "Position": {"x": 10}, "Speed": 1})
+                answers.append(await api.handle("set_position", [request]))
+
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    for mid in ("0", "5"):
+                        nursery.start_soon(long_move, mid)
+                    await trio.sleep(0.2)
+                    os.write(master, b"STOP\n")
+        assert len(answers) == 2
+        assert all("did not reach target position" in a for a in answers)
+        assert platform.manipulators[0].halts >= 1
+        assert platform.manipulators[5].halts >= 1
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_log_lines_are_single_lines_with_journal_priorities() -> None:
+    try:
+        raise ValueError("first\nsecond")
+    except ValueError:
+        record = logging.LogRecord(
+            "ephysd.actor", logging.ERROR, __file__, 1, "move failed:\n%s", ("boom",), None
+        )
+        record.exc_info = sys.exc_info()
+    journal = JournalFormatter("%(message)s").format(record)
+    assert journal.startswith("<3>ephysd.actor: move failed: | boom")
+    assert "\n" not in journal
+    assert "ValueError: first | second" in journal
+    plain = PlainFormatter().format(record)
+    assert "ERROR ephysd.actor: move failed: | boom" in plain
+    assert "\n" not in plain
+
+
+def test_colour_only_on_a_tty() -> None:
+    from ephysd.logging_setup import configure_logging
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    configure_logging(False, stream)
+    try:
+        logging.getLogger("ephysd.test").info("hello")
+    finally:
+        root.handlers[:], level = before
+        root.setLevel(level)
+    assert stream.getvalue().rstrip().endswith("INFO ephysd.test: hello")
+    assert "\x1b[" not in stream.getvalue()
