@@ -310,7 +310,7 @@ class SocketIOServer:
     async def _receive_loop(self, client: _Client, nursery: trio.Nursery) -> str:
         """Decode and dispatch until the session ends; return the disconnect reason."""
         eio = client.eio
-        decoder = Decoder(self._config.max_attachments)
+        decoder = Decoder(self._config.max_attachments, self._config.engineio.max_payload)
         while True:
             try:
                 message = await eio.receive()

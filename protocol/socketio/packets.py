@@ -278,10 +278,18 @@ class Decoder:
     calls; one decoder per connection, fed in arrival order.
     """
 
-    def __init__(self, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> None:
+    def __init__(
+        self,
+        max_attachments: int = DEFAULT_MAX_ATTACHMENTS,
+        max_binary_bytes: int | None = None,
+    ) -> None:
+        # ``max_binary_bytes`` caps the attachments of one packet together, so a
+        # connection cannot park max_attachments x maxPayload bytes here.
         self._max_attachments = max_attachments
+        self._max_binary_bytes = max_binary_bytes
         self._pending: Packet | None = None
         self._buffers: list[bytes] = []
+        self._buffered = 0
 
     @property
     def awaiting_attachments(self) -> int:
@@ -303,6 +311,7 @@ class Decoder:
             if packet.type in _BINARY_PACKET_TYPES:
                 self._pending = packet
                 self._buffers = []
+                self._buffered = 0
                 return None
             return packet
         if not isinstance(message, _BINARY_TYPES):
@@ -310,6 +319,11 @@ class Decoder:
         pending = self._pending
         if pending is None:
             raise RemoteProtocolError("binary message without a binary packet to attach it to")
+        self._buffered += len(message)
+        if self._max_binary_bytes is not None and self._buffered > self._max_binary_bytes:
+            raise RemoteProtocolError(
+                f"binary attachments exceed {self._max_binary_bytes} bytes in one packet"
+            )
         self._buffers.append(bytes(message))
         if len(self._buffers) < pending.attachments:
             return None

@@ -172,6 +172,14 @@ def test_the_attachment_limit_is_configurable() -> None:
         Decoder(max_attachments=1).receive('52-["a"]')
 
 
+def test_attachments_of_one_packet_are_capped_in_total_bytes() -> None:
+    decoder = Decoder(max_binary_bytes=5)
+    decoder.receive('52-["a",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
+    decoder.receive(b"123")
+    with pytest.raises(RemoteProtocolError, match="exceed 5 bytes"):
+        decoder.receive(b"456")
+
+
 def test_deeply_nested_payload_is_a_protocol_error_not_a_crash() -> None:
     with pytest.raises(RemoteProtocolError):
         Decoder().receive('2["a",' + "[" * 100_000 + "]" * 100_000 + "]")
