@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol.engineio.config import EngineIOConfig
 from protocol.engineio.packets import Packet, PacketType
@@ -19,7 +21,7 @@ from protocol.engineio.session import (
     UpgradeAborted,
     UpgradeProbed,
 )
-from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from protocol.transport import CloseReason
 
 CONFIG = EngineIOConfig(ping_interval_ms=300, ping_timeout_ms=200, max_payload=1000)
@@ -177,3 +179,39 @@ def test_messages_still_flow_on_polling_while_the_upgrade_is_probing() -> None:
     session.start_upgrade()
     session.receive_upgrade(Packet(PacketType.PING, "probe"), 0.0)
     assert session.receive(Packet(PacketType.MESSAGE, "m"), 0.0) == [Message("m")]
+
+
+_any_packet = st.builds(
+    Packet,
+    st.sampled_from(list(PacketType)),
+    st.one_of(st.sampled_from(["", "probe"]), st.text(max_size=5)),
+)
+_steps = st.lists(
+    st.tuples(st.sampled_from(["receive", "upgrade", "start", "abort", "tick"]), _any_packet),
+    max_size=30,
+)
+
+
+@given(_steps)
+def test_any_sequence_of_inputs_raises_only_protocol_errors(
+    steps: list[tuple[str, Packet]],
+) -> None:
+    session = polling_session()
+    now = 0.0
+    for action, packet in steps:
+        now += 0.1
+        try:
+            if action == "receive":
+                session.receive(packet, now)
+            elif action == "upgrade":
+                session.receive_upgrade(packet, now)
+            elif action == "start":
+                session.start_upgrade()
+            elif action == "abort":
+                session.abort_upgrade()
+            else:
+                session.tick(now)
+        except ProtocolError:
+            pass
+        assert session.transport in ("polling", "websocket")
+        assert session.closed == (state(session) is SessionState.CLOSED)
