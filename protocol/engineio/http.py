@@ -38,6 +38,11 @@ class HTTPConnection:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self.early_bytes = 0
         self.max_header_bytes = max_header_bytes
+        try:
+            peer = stream.socket.getpeername()
+            self.peer: tuple[str, int] = (str(peer[0]), int(peer[1]))
+        except (OSError, IndexError, TypeError, ValueError):
+            self.peer = ("unknown", 0)
 
     async def next_event(self, deadline: float | None = None) -> h11.Event | type[h11.PAUSED]:
         """Next h11 event, read by ``deadline`` (default: the timeout from now).

@@ -177,7 +177,7 @@ class EngineIOServer:
                     await conn.respond(status, b"Bad HTTP request", [], close=True)
         except Exception:
             # A bug must cost one connection, never the server.
-            log.exception("connection from %s failed", stream.socket.getpeername())
+            log.exception("connection from %s:%d failed", *conn.peer)
         finally:
             self._connections -= 1
             await conn.aclose()
@@ -227,10 +227,9 @@ class EngineIOServer:
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        peer = conn.stream.socket.getpeername()
         info = RequestInfo(
-            remote_host=str(peer[0]),
-            remote_port=int(peer[1]),
+            remote_host=conn.peer[0],
+            remote_port=conn.peer[1],
             path=path,
             query=query,
             headers=headers,
@@ -270,7 +269,7 @@ class EngineIOServer:
             return True
         # Read a POST body first (bounded) so any refusal below leaves the
         # connection clean for the next request.
-        limit = self.config.max_payload if request.method == "POST" else 0
+        limit = self.config.max_payload
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > limit:
             raise PayloadTooLarge
