@@ -545,7 +545,7 @@ class EngineIOServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError, MessageTooBig):
             pass
         finally:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                 await ws.close()
             await conn.linger_close()
 

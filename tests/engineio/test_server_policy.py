@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 import trio
 
 from protocol.engineio.config import EngineIOConfig
+from protocol.engineio.server import EngineIOServer
 from protocol.errors import LocalProtocolError
 from protocol.transport import CloseReason, EngineIOSocket, RequestInfo, SessionClosed
 from tests.engineio.conftest import EIO, StartServer, closed_code, receive, refused_status
@@ -232,3 +235,37 @@ async def test_a_text_message_with_the_record_separator_cannot_go_over_polling(
     await eio.handshake()
     await trio.sleep(0.05)
     assert len(errors) == 1
+
+
+async def test_cancelling_serve_ends_live_sessions_and_connections_promptly(
+    http: httpx.AsyncClient,
+) -> None:
+    ended: list[str] = []
+
+    async def handler(socket: EngineIOSocket) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            ended.append(socket.transport)
+
+    server = EngineIOServer(EngineIOConfig(path="/engine.io/"), handler)
+    async with trio.open_nursery() as outer:
+        with trio.CancelScope() as serving:
+            async with trio.open_nursery() as nursery:
+                _host, port = await nursery.start(server.serve, "127.0.0.1", 0)
+                eio = EIO(http, port)
+                sid = await eio.handshake()
+
+                async def pending_poll() -> None:
+                    with contextlib.suppress(httpx.HTTPError):
+                        await eio.poll(sid)
+
+                outer.start_soon(pending_poll)
+                await trio.sleep(0.02)
+                async with eio.websocket() as ws:
+                    await receive(ws)
+                    started = trio.current_time()
+                    serving.cancel()
+        assert trio.current_time() - started < 3
+        outer.cancel_scope.cancel()
+    assert sorted(ended) == ["polling", "websocket"]
