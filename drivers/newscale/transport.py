@@ -10,6 +10,7 @@ the port vanishing is :class:`DeviceLost`, silence or nonsense is
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT_S = 0.1
 """Per transaction; a full ``<10 ...>`` reply takes ~1.3 ms on the wire at 250000 baud."""
+
+IN_FLIGHT_GRACE_S = 0.02
+"""How long a cancelled transaction may still wait for its reply before the halt goes out."""
 
 READ_CHUNK = 256
 
@@ -115,17 +119,29 @@ class SerialLink:
     async def transact(self, command: bytes) -> Frame:
         """Send ``command`` and return its reply (same code, or an error reply).
 
-        The write is shielded so a frame is never cut in half; the wait for the
-        reply is cancellable (a stale reply is discarded by the next
-        transaction, which matches replies by command code).
+        The write is shielded so a frame is never cut in half. When cancelled
+        while waiting, the reply in flight still gets a short grace period; a
+        reply that comes later is discarded by the next transaction, which
+        matches replies by command code.
         """
         stream = self._require_open()
         expected = _expected_code(command)
         self._drop_stale()
         with trio.CancelScope(shield=True):
             await self._write(stream, command)
-        with trio.move_on_after(self.reply_timeout_s) as timer:
-            reply = await self._read_reply(stream, expected)
+        try:
+            with trio.move_on_after(self.reply_timeout_s) as timer:
+                reply = await self._read_reply(stream, expected)
+        except trio.Cancelled:
+            # Stop: let the reply in flight finish (briefly) so the halt that
+            # follows does not talk over it, then go on being cancelled.
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(IN_FLIGHT_GRACE_S),
+                contextlib.suppress(DeviceError),
+            ):
+                await self._read_reply(stream, expected)
+            raise
         if timer.cancelled_caught:
             ms = self.reply_timeout_s * 1000
             raise DeviceError(f"{self.device}: no reply to {command!r} within {ms:.0f} ms")

@@ -1,0 +1,418 @@
+"""A simulated M3-USB bridge with three M3-LS stages, on a pty.
+
+The driver is tested through its real transport: the simulator owns the
+master side of a pty and the driver opens the slave path like a USB serial
+port. It keeps the state bits a real stage reports (host control, closed
+loop, running, on target), integrates closed-loop motion over real time at
+the commanded ``40`` speed within 0..15 mm, and records every frame it
+receives so tests can assert exact bytes. Faults (a dropped reply, garbage,
+the device vanishing and coming back) are injected from tests in-process,
+or from stdin when run as ``python -m drivers.newscale.sim``.
+
+A pty's path changes when it is recreated, so the simulator can expose a
+stable symlink (``link``) that it re-points on every (re)open, the way udev
+gives a real bridge a stable ``/dev/newscale-<serial>`` name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import tty
+
+import msgspec
+import trio
+
+from drivers.newscale.codec import (
+    COUNTS_PER_UM,
+    TRAVEL_COUNTS,
+    CodecError,
+    Command,
+    CommandDecoder,
+    Frame,
+    StageState,
+    Status,
+    encode_frame,
+    encode_state,
+    hex_int,
+    parse_hex,
+    registers_speed_um_s,
+    speed_from_registers,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPEED_UM_S = 1000.0
+STAGE_ADDRESSES = (1, 2, 3)
+
+
+class Received(msgspec.Struct, frozen=True):
+    """One frame the simulated device received: ``stage`` is None for bridge commands."""
+
+    stage: int | None
+    command: Command
+    time: float
+
+    @property
+    def raw(self) -> bytes:
+        return self.command.raw
+
+    @property
+    def frame(self) -> Frame:
+        return self.command.frame
+
+
+class SimStage:
+    """One closed-loop stage; position in encoder counts, integrated lazily over time."""
+
+    def __init__(self, address: int, position_counts: int) -> None:
+        self.address = address
+        self.host_control = False
+        self.closed_loop = False
+        self.position = float(position_counts)
+        self.target = position_counts
+        self.speed_counts_s = DEFAULT_SPEED_UM_S * COUNTS_PER_UM
+        self.running = False
+        self.on_target = False
+        self.forward = True
+        self.stalled = False
+        self.frozen = False
+        self.limit = Status(0)
+        self._last = trio.current_time()
+
+    def advance(self, now: float) -> None:
+        dt, self._last = now - self._last, now
+        if not self.running or self.stalled or self.frozen:
+            return
+        step = self.speed_counts_s * dt
+        remaining = self.target - self.position
+        if abs(remaining) <= step:
+            self.position = float(self.target)
+            self.running = False
+            self.on_target = True
+        else:
+            self.position += step if remaining > 0 else -step
+
+    def move_to(self, counts: int) -> None:
+        self.limit = Status(0)
+        if counts > TRAVEL_COUNTS:
+            counts, self.limit = TRAVEL_COUNTS, Status.FORWARD_LIMIT
+        elif counts < 0:
+            counts, self.limit = 0, Status.REVERSE_LIMIT
+        self.target = counts
+        self.forward = counts >= self.position
+        self.on_target = False
+        self.running = not self.stalled
+        if round(self.position) == counts:
+            self.position = float(counts)
+            self.running = False
+            self.on_target = True
+
+    def halt(self) -> None:
+        self.running = False
+        self.target = round(self.position)
+
+    def state(self) -> StageState:
+        flags = self.limit
+        for on, bit in (
+            (self.forward, Status.FORWARD),
+            (self.running, Status.RUNNING | Status.MOVING_TO_TARGET),
+            (self.host_control, Status.HOST_CONTROL),
+            (self.on_target and not self.running, Status.ON_TARGET),
+            (self.closed_loop, Status.CLOSED_LOOP),
+            (self.stalled, Status.STALLED),
+        ):
+            if on:
+                flags |= bit
+        pos = round(self.position)
+        return StageState(flags=flags, position=pos, error=self.target - pos)
+
+
+class NewScaleSim:
+    """A bridge with stages at ``addresses``; run it with ``nursery.start(sim.run)``."""
+
+    def __init__(
+        self,
+        *,
+        link: str | None = None,
+        addresses: tuple[int, ...] = STAGE_ADDRESSES,
+        start_mm: tuple[float, float, float] = (7.5, 7.5, 7.5),
+    ) -> None:
+        self.link = link
+        self.addresses = addresses
+        self._start_counts = [round(mm * 1000 * COUNTS_PER_UM) for mm in start_mm]
+        self.stages: dict[int, SimStage] = {}
+        self.received: list[Received] = []
+        self.selected: int | None = None
+        self.pty_path = ""
+        self.silent = False
+        self._drop = 0
+        self._garbage = b""
+        self._master = -1
+        self._slave = -1
+        self._closed = trio.Event()
+        self._reopen = trio.Event()
+        self._opened = trio.Event()
+
+    @property
+    def path(self) -> str:
+        """What the driver should open: the stable link if there is one."""
+        return self.link or self.pty_path
+
+    # --- fault injection and inspection ---------------------------------------
+
+    def drop_next_reply(self, count: int = 1) -> None:
+        self._drop += count
+
+    def send_garbage_before_next_reply(self, data: bytes = b"\x00\xff<1\r>>garbage<") -> None:
+        self._garbage += data
+
+    def close_device(self) -> None:
+        """The USB cable is pulled: the pty vanishes (and the link with it)."""
+        self._closed.set()
+
+    def reopen_device(self) -> None:
+        """The cable is plugged back in: a new pty, the link re-pointed, stages power-cycled."""
+        self._reopen.set()
+
+    async def wait_open(self) -> None:
+        await self._opened.wait()
+
+    def stage_position_mm(self, address: int) -> float:
+        stage = self.stages[address]
+        stage.advance(trio.current_time())
+        return stage.position / 1000 / COUNTS_PER_UM
+
+    def raw_frames(self) -> list[bytes]:
+        return [r.raw for r in self.received]
+
+    def stages_that_received(self, raw: bytes) -> set[int | None]:
+        return {r.stage for r in self.received if r.raw == raw}
+
+    # --- the device ---------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        first = True
+        try:
+            while True:
+                self._open_pty()
+                if first:
+                    task_status.started(self.path)
+                    first = False
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._serve)
+                        await self._closed.wait()
+                        nursery.cancel_scope.cancel()
+                finally:
+                    self._close_pty()
+                self._closed = trio.Event()
+                await self._reopen.wait()
+                self._reopen = trio.Event()
+        finally:
+            self._close_pty()
+
+    def _open_pty(self) -> None:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        self.pty_path = os.ttyname(self._slave)
+        if self.link:
+            tmp = f"{self.link}.tmp"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            os.symlink(self.pty_path, tmp)
+            os.replace(tmp, self.link)
+        starts = dict(enumerate(self._start_counts, start=1))
+        self.stages = {a: SimStage(a, starts.get(a, TRAVEL_COUNTS // 2)) for a in self.addresses}
+        self.selected = None
+        self._opened.set()
+        log.info("simulated bridge on %s", self.path)
+
+    def _close_pty(self) -> None:
+        self._opened = trio.Event()
+        if self.link:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.link)
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = -1
+
+    async def _serve(self) -> None:
+        decoder = CommandDecoder()
+        master = self._master
+        while True:
+            await trio.lowlevel.wait_readable(master)
+            try:
+                data = os.read(master, 4096)
+            except BlockingIOError:
+                continue
+            except OSError:  # EIO: nobody has the slave open right now
+                await trio.sleep(0.01)
+                continue
+            decoder.receive_data(data)
+            while True:
+                try:
+                    command = decoder.next_command()
+                except CodecError as exc:
+                    log.debug("sim: malformed command: %s", exc)
+                    await self._reply(encode_frame("23"))
+                    continue
+                if command is None:
+                    break
+                await self._reply(self._handle(command))
+
+    async def _reply(self, reply: bytes | None) -> None:
+        if reply is None or self.silent:
+            return
+        if self._drop:
+            self._drop -= 1
+            return
+        data, self._garbage = self._garbage + reply, b""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._master, view) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._master)
+
+    def _handle(self, command: Command) -> bytes | None:
+        now = trio.current_time()
+        for stage in self.stages.values():
+            stage.advance(now)
+        self.received.append(
+            Received(stage=None if command.bridge else self.selected, command=command, time=now)
+        )
+        try:
+            if command.bridge:
+                return self._bridge(command.frame)
+            target = self.stages.get(self.selected) if self.selected is not None else None
+            if target is None:
+                return None  # nobody on the bus answers
+            return _stage_command(target, command.frame)
+        except CodecError:
+            return encode_frame("23")
+
+    def _bridge(self, frame: Frame) -> bytes:
+        if frame.code == "01" and not frame.args:
+            return encode_frame("01", "M3-USB-SIM", "1.0.0")
+        if frame.code == "A0" and len(frame.args) == 1:
+            address = parse_hex(frame.args[0], bits=8, signed=False)
+            self.selected = address
+            present = "1" if address in self.stages else "0"
+            return encode_frame("A0", f"{address:02X}", present)
+        return encode_frame("23")
+
+
+def _stage_command(stage: SimStage, frame: Frame) -> bytes:
+    code, args = frame.code, frame.args
+    if code == "01":
+        stage.host_control = True
+        return encode_frame("01", "M3-LS-SIM", "1.0.0")
+    if not stage.host_control:
+        return encode_frame("24")
+    if code == "02" and not args:
+        stage.host_control = False
+        return encode_frame("02")
+    if code == "03" and not args:
+        stage.halt()
+        return encode_frame("03")
+    if code == "07" and not args:
+        stage.position, stage.target = 0.0, 0
+        return encode_frame("07")
+    if code == "08" and not args:
+        return encode_frame("08", hex_int(stage.target, 8))
+    if code == "08" and len(args) == 1 and len(args[0]) == 8:
+        if not stage.closed_loop:
+            return encode_frame("24")
+        stage.move_to(parse_hex(args[0], bits=32, signed=True))
+        return encode_frame("08", *args)
+    if code == "10" and not args:
+        return encode_state(stage.state())
+    if code == "19" and not args:
+        return encode_frame("19", hex_int(int(stage.state().flags) & 0xFFFF, 4))
+    if code == "20" and args in (("0",), ("1",)):
+        stage.closed_loop = args == ("1",)
+        return encode_frame("20", *args)
+    if code == "20" and args == ("R",):
+        return encode_frame("20", "1" if stage.closed_loop else "0")
+    if code == "40" and len(args) == 4:
+        regs = speed_from_registers(args)
+        stage.speed_counts_s = registers_speed_um_s(regs) * COUNTS_PER_UM
+        return encode_frame("40", *args)
+    if code == "52" and not args:
+        return encode_frame("52", "1000")
+    return encode_frame("23")
+
+
+# --- command line -----------------------------------------------------------
+
+_HELP = "commands: drop [N] | garbage | close | reopen | silent on|off | stall ADDR | quit"
+
+
+async def _control(sim: NewScaleSim, cancel: trio.CancelScope) -> None:
+    """Fault injection from stdin, one command a line."""
+    stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    buf = b""
+    async with stream:
+        while data := await stream.receive_some(1024):
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                words = line.decode(errors="replace").split()
+                if not words:
+                    continue
+                verb, rest = words[0], words[1:]
+                if verb == "drop":
+                    sim.drop_next_reply(int(rest[0]) if rest else 1)
+                elif verb == "garbage":
+                    sim.send_garbage_before_next_reply()
+                elif verb == "close":
+                    sim.close_device()
+                elif verb == "reopen":
+                    sim.reopen_device()
+                elif verb == "silent":
+                    sim.silent = rest == ["on"]
+                elif verb == "stall" and rest:
+                    sim.stages[int(rest[0])].stalled = True
+                elif verb == "quit":
+                    cancel.cancel()
+                    return
+                else:
+                    print(_HELP, flush=True)
+
+
+async def _main(args: argparse.Namespace) -> None:
+    sim = NewScaleSim(link=args.link)
+    async with trio.open_nursery() as nursery:
+        path = await nursery.start(sim.run)
+        print(f"PTY {path}", flush=True)
+        if not args.no_stdin:
+            nursery.start_soon(_control, sim, nursery.cancel_scope)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m drivers.newscale.sim",
+        description="Simulated New Scale M3-USB bridge with three M3-LS stages on a pty. " + _HELP,
+    )
+    parser.add_argument("--link", help="stable symlink to the pty, re-pointed on reopen")
+    parser.add_argument("--no-stdin", action="store_true", help="ignore stdin (no fault control)")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(_main, args)
+
+
+if __name__ == "__main__":
+    main()
