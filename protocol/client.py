@@ -37,6 +37,7 @@ from protocol.socketio.packets import (
     encode,
     event_packet,
 )
+from protocol.socketio.pool import HandlerPool
 from protocol.socketio.sync import acquire_fast
 
 __all__ = ["ConnectRefused", "Disconnected", "SocketIOClient"]
@@ -234,12 +235,11 @@ class SocketIOClient:
                     log.info("connected to %s as %s", self.url, self.sid)
                     if self._on_connect is not None:
                         nursery.start_soon(self._run_hook, self._on_connect)
-                    slots = trio.Semaphore(self._max_handlers)
+                    pool = HandlerPool(nursery, self._max_handlers, self._run_event)
                     for packet in early:
-                        await acquire_fast(slots)
-                        nursery.start_soon(self._run_event, packet, slots)
+                        await pool.submit(packet)
                     try:
-                        await self._receive_loop(ws, decoder, handshake, nursery, slots)
+                        await self._receive_loop(ws, decoder, handshake, pool)
                     except _Lost as lost:
                         reason = lost.reason
                     nursery.cancel_scope.cancel()
@@ -304,8 +304,7 @@ class SocketIOClient:
         ws: WebSocketConnection,
         decoder: Decoder,
         handshake: _Handshake,
-        nursery: trio.Nursery,
-        slots: trio.Semaphore,
+        pool: HandlerPool[Packet],
     ) -> None:
         silence_limit = (handshake.ping_interval + handshake.ping_timeout) / 1000
         while True:
@@ -322,8 +321,7 @@ class SocketIOClient:
             if packet is None or packet.namespace != self.namespace:
                 continue
             if packet.type is PacketType.EVENT:
-                await acquire_fast(slots)
-                nursery.start_soon(self._run_event, packet, slots)
+                await pool.submit(packet)
             elif packet.type is PacketType.ACK:
                 assert packet.id is not None
                 if not self._acks.resolve(packet.id, packet.data):
@@ -333,7 +331,7 @@ class SocketIOClient:
             else:
                 log.debug("ignoring %s packet after connect", packet.type.name)
 
-    async def _run_event(self, packet: Packet, slots: trio.Semaphore) -> None:
+    async def _run_event(self, packet: Packet) -> None:
         event: str = packet.data[0]
         try:
             handler = self._events.get(event)
@@ -352,8 +350,6 @@ class SocketIOClient:
             log.error("cannot ack %r: %s", event, exc)
         except Exception:
             log.exception("handler for %r failed", event)
-        finally:
-            slots.release()
 
     async def _run_hook(self, hook: Callable[..., Awaitable[None]], *args: Any) -> None:
         try:

@@ -37,6 +37,7 @@ from protocol.socketio.packets import (
     encode,
     event_packet,
 )
+from protocol.socketio.pool import HandlerPool
 from protocol.socketio.sync import acquire_fast
 from protocol.transport import CloseReason, EngineIOSocket, RequestInfo, SessionClosed
 
@@ -99,7 +100,8 @@ class _Client:
         self.eio = eio
         self.send_lock = trio.Lock()
         self.members: dict[str, _Member] = {}
-        self.handler_slots = trio.Semaphore(max_handlers)
+        self.max_handlers = max_handlers
+        self.pool: HandlerPool[tuple[_Member, Packet]] | None = None
         self.connect_timer = trio.CancelScope()
 
     async def send_parts(self, parts: list[str | bytes]) -> None:
@@ -279,6 +281,7 @@ class SocketIOServer:
         reason = CloseReason.TRANSPORT_CLOSE.value
         try:
             async with trio.open_nursery() as nursery:
+                client.pool = HandlerPool(nursery, client.max_handlers, self._run_event)
                 nursery.start_soon(self._enforce_connect_timeout, client)
                 reason = await self._receive_loop(client, nursery)
                 nursery.cancel_scope.cancel()
@@ -336,8 +339,8 @@ class SocketIOServer:
         if member is None:
             raise _ProtocolViolation(f"{t.name} for namespace {packet.namespace!r} not joined")
         if t is PacketType.EVENT:
-            await acquire_fast(client.handler_slots)
-            nursery.start_soon(self._run_event, member, packet)
+            assert client.pool is not None  # set before the receive loop starts
+            await client.pool.submit((member, packet))
         elif t is PacketType.ACK:
             assert packet.id is not None  # the decoder guarantees it
             if not member.acks.resolve(packet.id, packet.data):
@@ -410,7 +413,8 @@ class SocketIOServer:
         except Exception:
             log.exception("disconnect hook failed for %s", member.sid)
 
-    async def _run_event(self, member: _Member, packet: Packet) -> None:
+    async def _run_event(self, job: tuple[_Member, Packet]) -> None:
+        member, packet = job
         client = member.client
         try:
             event: str = packet.data[0]
@@ -438,5 +442,3 @@ class SocketIOServer:
             log.error("sid=%s cannot ack %r: %s", member.sid, packet.data[0], exc)
         except Exception:
             log.exception("sid=%s handler for %r failed", member.sid, packet.data[0])
-        finally:
-            client.handler_slots.release()

@@ -82,7 +82,19 @@ def ack_packet(args: tuple[Any, ...] | list[Any], id: int, namespace: str = "/")
 # --------------------------------------------------------------------------- encoding
 
 
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def _has_binary(data: Any) -> bool:
+    # Called on every outgoing event and ack: scalars are checked by exact type
+    # first, which is most of what the daemon sends.
+    t = type(data)
+    if t in _SCALAR_TYPES:
+        return False
+    if t is list or t is tuple:
+        return any(type(item) not in _SCALAR_TYPES and _has_binary(item) for item in data)
+    if t is dict:
+        return any(type(v) not in _SCALAR_TYPES and _has_binary(v) for v in data.values())
     if isinstance(data, _BINARY_TYPES):
         return True
     if isinstance(data, list | tuple):

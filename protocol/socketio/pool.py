@@ -1,0 +1,74 @@
+"""A per-connection pool of reusable handler tasks.
+
+Each incoming event runs concurrently with the connection's others (a slow
+handler must never hold up ``stop``), but spawning a fresh Trio task per event
+costs more than the rest of the Socket.IO work on a tiny event. Workers here
+are spawned on demand up to a limit and then reused: handing an event to an
+idle worker is a deque append and one wake-up. When every worker is busy and
+the limit is reached, ``submit`` waits, which pauses the connection's reads:
+backpressure instead of unbounded growth.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import trio
+from trio.lowlevel import ParkingLot
+
+T = TypeVar("T")
+
+
+class HandlerPool(Generic[T]):
+    """Runs ``run(item)`` for each submitted item on at most ``limit`` concurrent tasks.
+
+    ``run`` must handle its own exceptions; one escaping ends that worker and,
+    through the nursery, the connection.
+    """
+
+    def __init__(self, nursery: trio.Nursery, limit: int, run: Callable[[T], Awaitable[None]]):
+        if limit < 1:
+            raise ValueError("a handler pool needs at least one worker")
+        self._nursery = nursery
+        self._limit = limit
+        self._run = run
+        self._items: deque[T] = deque()
+        self._workers = 0
+        self._idle = 0  # workers parked in _work_lot, each owed exactly one item
+        self._work_lot = ParkingLot()
+        self._free_lot = ParkingLot()
+
+    @property
+    def busy(self) -> int:
+        """Workers currently running an item."""
+        return self._workers - self._idle
+
+    async def submit(self, item: T) -> None:
+        """Start ``run(item)`` soon; waits only while all ``limit`` workers are busy."""
+        while True:
+            if self._idle:
+                self._idle -= 1
+                self._items.append(item)
+                self._work_lot.unpark()
+                return
+            if self._workers < self._limit:
+                self._workers += 1
+                self._nursery.start_soon(self._worker, item)
+                return
+            await self._free_lot.park()
+
+    async def _worker(self, item: T) -> None:
+        try:
+            while True:
+                await self._run(item)
+                # Going idle and parking happen with no checkpoint in between,
+                # so a submitter that sees _idle > 0 always finds us parked.
+                self._idle += 1
+                if self._free_lot:
+                    self._free_lot.unpark()
+                await self._work_lot.park()
+                item = self._items.popleft()
+        finally:
+            self._workers -= 1
