@@ -28,11 +28,13 @@ from drivers.base import Platform
 from ephysd.actor import ActorLimits
 from ephysd.api import Api
 from ephysd.config import DEFAULT_PORT, Settings, is_loopback, parse_host_port
-from ephysd.connection import ControlPolicy, build_server
+from ephysd.connection import ControlPolicy, access_policy, build_server
 from ephysd.errors import StartupError, find_leaf
 from ephysd.estop import run_sigusr1_estop
+from ephysd.logging_setup import configure_logging
 from ephysd.rig import Rig, start_rig
 from ephysd.sdnotify import Notifier
+from ephysd.security import AccessPolicy
 from ephysd.signals import handle_signals
 from protocol.server import ServerConfig
 
@@ -59,6 +61,7 @@ class Daemon:
         server_config: ServerConfig | None = None,
         pinpoint_id: str | None = None,
         handle_signals: bool = False,
+        reload_settings: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
         self.platform = platform
@@ -66,6 +69,8 @@ class Daemon:
         self._limits = limits
         self._server_config = server_config
         self._handle_signals = handle_signals
+        self._reload_settings = reload_settings
+        self.access: AccessPolicy | None = None
         self._ready_hooks: list[ReadyHook] = []
         self._services: list[Service] = []
         self._nursery: trio.Nursery | None = None
@@ -135,10 +140,15 @@ class Daemon:
         host, port = parse_host_port(self.settings.listen, DEFAULT_PORT)
         if not is_loopback(host):
             log.warning(
-                "listening on %s: the rig is reachable from the network, not just this computer",
+                "listening on %s: the rig is reachable from the network, not just this"
+                " computer (clients allowed from %s)",
                 host,
+                ", ".join(self.settings.allow),
             )
-        server, self.policy = build_server(api, self.stop_all, self.settings, self._server_config)
+        self.access = access_policy(self.settings)
+        server, self.policy = build_server(
+            api, self.stop_all, self.settings, self._server_config, self.access
+        )
         try:
             self.address = await nursery.start(server.serve, host, port)
         except (OSError, BaseExceptionGroup) as exc:
@@ -179,6 +189,24 @@ class Daemon:
             ) from None
         await nursery.start(run_estop, device, self.emergency_stop)
 
+    async def reload(self) -> None:
+        """SIGHUP: apply what can change under a connected client (debug, allow_origin)."""
+        if self._reload_settings is None:
+            return
+        new = self._reload_settings()
+        configure_logging(new.debug)
+        if self.access is not None:
+            self.access.update_origins(new.allow_origin)
+        changed = [
+            name
+            for name in new.__struct_fields__
+            if name not in ("debug", "allow_origin")
+            and getattr(new, name) != getattr(self.settings, name)
+        ]
+        if changed:
+            log.warning("reload: %s changed; restart ephysd to apply", ", ".join(changed))
+        log.info("reloaded: debug=%s, allow_origin=%s", new.debug, list(new.allow_origin))
+
     async def _start_service_plumbing(self, nursery: trio.Nursery) -> None:
         """Signals and the systemd watchdog (sdnotify / signals modules)."""
         if self._handle_signals:
@@ -188,6 +216,7 @@ class Daemon:
                     stop_motion=self.stop_all,
                     shutdown=self.shutdown,
                     notifier=self.notifier,
+                    reload=self.reload if self._reload_settings is not None else None,
                 )
             )
             await nursery.start(run_sigusr1_estop, self.emergency_stop)

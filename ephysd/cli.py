@@ -116,7 +116,9 @@ def run(argv: Sequence[str]) -> int:
     configure_logging(settings.debug)
     try:
         platform = create_platform(settings.platform, platform_options(settings))
-        daemon = Daemon(settings, platform, handle_signals=True)
+        daemon = Daemon(
+            settings, platform, handle_signals=True, reload_settings=lambda: parse_settings(argv)
+        )
         trio.run(daemon.run)
     except KeyboardInterrupt:
         return 130

@@ -23,6 +23,18 @@ class ConfigError(ValueError):
     """Bad settings; the message is the one line the user sees."""
 
 
+class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Protection against a misbehaving client (the ``[limits]`` table)."""
+
+    # Concurrent Engine.IO sessions (one controls; a few more get refused cleanly).
+    max_connections: int = 16
+    # Largest message or HTTP body accepted from a client, in bytes.
+    max_payload: int = 65536
+    # Requests per second per connection, sustained and burst; stops are never limited.
+    rate: float = 1000.0
+    burst: float = 1000.0
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     platform: str = "fake"
     # Serial device per manipulator, in order ("DEVICE" or "NAME=DEVICE").
@@ -33,7 +45,12 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mpm_port: int = 8080
     parallax_port: int = 8081
     allow_origin: tuple[str, ...] = ()
-    # False: no emergency stop; True: find the button; a string: its device.
+    # Client networks (CIDR) allowed to connect; default this computer only.
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Shared secret clients must send as Socket.IO auth {"token": ...}; None: none.
+    token: str | None = None
+    limits: Limits = msgspec.field(default_factory=Limits)
+    # False: no emergency stop; True or "auto": find the button; a string: its device.
     estop: bool | str = False
     debug: bool = False
     # Halt every manipulator when the controlling client goes away.
@@ -60,7 +77,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 def build_settings(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Settings:
     """Defaults <- file <- flags, validated as one value."""
     merged = {**file_values, **flag_values}
-    for key in ("port", "allow_origin"):
+    for key in ("port", "allow_origin", "allow"):
         if isinstance(merged.get(key), list):
             merged[key] = tuple(merged[key])
     try:
@@ -69,9 +86,17 @@ def build_settings(file_values: dict[str, Any], flag_values: dict[str, Any]) -> 
         raise ConfigError(f"bad setting: {exc}") from None
     parse_host_port(settings.listen, DEFAULT_PORT)
     parse_host_port(settings.proxy_address, DEFAULT_PORT)
+    if settings.limits.rate <= 0 or settings.limits.burst < 1:
+        raise ConfigError("limits: rate must be > 0 and burst >= 1")
     if settings.ping_interval_ms <= 0 or settings.ping_timeout_ms <= 0:
         raise ConfigError("ping_interval_ms and ping_timeout_ms must be positive")
     return settings
+
+
+def estop_device(settings: Settings) -> str | None:
+    """The e-stop's serial device, or None to look for the button."""
+    estop = settings.estop
+    return estop if isinstance(estop, str) and estop != "auto" else None
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:

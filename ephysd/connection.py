@@ -1,10 +1,16 @@
-"""Who may drive the rig: one controlling client at a time.
+"""Who may drive the rig, and how the Socket.IO server reaches the API.
 
-A second client is refused with a CONNECT_ERROR naming the holder, and the
-first keeps working. When the controller leaves (closed, crashed, cable
-pulled: the heartbeat notices within ping interval + ping timeout) every
-motion is stopped *before* control is freed, so the next client never starts
-a move that the clean-up then cancels.
+Admission happens in three places. Every HTTP/WebSocket request passes the
+:class:`~ephysd.security.AccessPolicy` (network allow list, browser Origin)
+before an Engine.IO session exists. A Socket.IO CONNECT must carry the token
+if one is configured. Then the one-controller rule: a second client is refused
+with a CONNECT_ERROR naming the holder, and the first keeps working.
+
+When the controller leaves (closed, crashed, cable pulled: the heartbeat
+notices within ping interval + ping timeout) every motion is stopped *before*
+control is freed, so the next client never starts a move that the clean-up
+then cancels. Each connection has a request budget; ``stop``/``stop_all`` are
+never limited.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import Any
 import trio
 
 from ephysd.api import Api
-from ephysd.config import Settings
+from ephysd.config import ConfigError, Settings
+from ephysd.security import TOO_MANY_REQUESTS, AccessPolicy, PolicyError, RequestRateLimiter
 from protocol.engineio.config import EngineIOConfig
 from protocol.server import ConnectRefused, ServerConfig, SocketIOServer
 from protocol.transport import RequestInfo
@@ -25,15 +32,25 @@ log = logging.getLogger(__name__)
 
 
 class ControlPolicy:
-    """The one-controller rule, as Socket.IO connect / disconnect hooks."""
+    """The one-controller rule (and token check), as Socket.IO connect / disconnect hooks."""
 
     def __init__(
-        self, stop_all: Callable[[], Awaitable[str]], *, stop_on_disconnect: bool = True
+        self,
+        stop_all: Callable[[], Awaitable[str]],
+        *,
+        stop_on_disconnect: bool = True,
+        access: AccessPolicy | None = None,
+        rate: float = 1000.0,
+        burst: float = 1000.0,
     ) -> None:
         self._stop_all = stop_all
         self._stop_on_disconnect = stop_on_disconnect
+        self._access = access
+        self._rate = rate
+        self._burst = burst
         self.controller: str | None = None
         self._peer = ""
+        self._limiter: RequestRateLimiter | None = None
         self._free = trio.Event()
         self._free.set()
 
@@ -41,8 +58,19 @@ class ControlPolicy:
         """Return once no client holds control (after its clean-up finished)."""
         await self._free.wait()
 
+    def allow(self, sid: str, event: str) -> bool:
+        """Whether ``sid`` may make this request now (rate limit; stops always pass)."""
+        if sid != self.controller or self._limiter is None:
+            return event in ("stop", "stop_all")
+        return self._limiter.allow(event)
+
     async def on_connect(self, sid: str, auth: Any, request: RequestInfo) -> None:
         peer = f"{request.remote_host}:{request.remote_port}"
+        if self._access is not None:
+            refusal = self._access.check_auth(auth)
+            if refusal is not None:
+                log.warning("connection refused: %s from %s: %s", sid, peer, refusal)
+                raise ConnectRefused(refusal)
         if self.controller is not None:
             message = (
                 f"Cannot connect {sid} as {self.controller} (from {self._peer})"
@@ -53,6 +81,7 @@ class ControlPolicy:
         # Claimed before any await, so two simultaneous joins cannot both win.
         self.controller = sid
         self._peer = peer
+        self._limiter = RequestRateLimiter(self._rate, self._burst)
         self._free = trio.Event()
         log.info("connection granted: %s from %s now controls the rig", sid, peer)
 
@@ -66,11 +95,19 @@ class ControlPolicy:
                 if errors:
                     log.error("stopping motion after disconnect failed: %s", errors)
                 else:
-                    log.info("all motion stopped after controller left")
+                    log.info("all motion stopped after the controller left")
         finally:
             self.controller = None
             self._peer = ""
+            self._limiter = None
             self._free.set()
+
+
+def access_policy(settings: Settings) -> AccessPolicy:
+    try:
+        return AccessPolicy.from_config(settings.allow, settings.allow_origin, settings.token)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def server_config(settings: Settings) -> ServerConfig:
@@ -82,6 +119,8 @@ def server_config(settings: Settings) -> ServerConfig:
             ping_interval_ms=settings.ping_interval_ms,
             ping_timeout_ms=settings.ping_timeout_ms,
             cors_allowed_origins=origins,
+            max_connections=settings.limits.max_connections,
+            max_payload=settings.limits.max_payload,
         ),
         # Pinpoint gives up after 2 s; a silent session need not live longer.
         connect_timeout_ms=10000,
@@ -93,12 +132,22 @@ def build_server(
     stop_all: Callable[[], Awaitable[str]],
     settings: Settings,
     config: ServerConfig | None = None,
+    access: AccessPolicy | None = None,
 ) -> tuple[SocketIOServer, ControlPolicy]:
     """A Socket.IO server answering every event through ``api``."""
-    server = SocketIOServer(config or server_config(settings))
-    policy = ControlPolicy(stop_all, stop_on_disconnect=settings.stop_on_disconnect)
+    access = access or access_policy(settings)
+    server = SocketIOServer(config or server_config(settings), check_request=access.check_request)
+    policy = ControlPolicy(
+        stop_all,
+        stop_on_disconnect=settings.stop_on_disconnect,
+        access=access,
+        rate=settings.limits.rate,
+        burst=settings.limits.burst,
+    )
 
     async def on_event(sid: str, event: str, *args: Any) -> str:
+        if not policy.allow(sid, event):
+            return TOO_MANY_REQUESTS
         return await api.handle(event, args)
 
     server.on_any(on_event)

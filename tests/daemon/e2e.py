@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -28,7 +28,9 @@ PROXY = HERE / "clients" / "relay_proxy.py"
 
 @asynccontextmanager
 async def running_daemon(
-    platform: FakePlatform | None = None, **settings: Any
+    platform: FakePlatform | None = None,
+    reload_settings: Callable[[], Settings] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Daemon]:
     """The whole daemon on an ephemeral loopback port, for the block's duration."""
     daemon = Daemon(
@@ -36,6 +38,7 @@ async def running_daemon(
         platform or FakePlatform(),
         limits=ActorLimits(),
         pinpoint_id=PINPOINT_ID,
+        reload_settings=reload_settings,
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)

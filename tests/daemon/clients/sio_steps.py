@@ -1,7 +1,7 @@
 """A python-socketio AsyncClient driven by a JSON list of steps (run as a subprocess).
 
 pytest runs Trio; python-socketio needs asyncio, so the real client lives in
-its own process. Steps: ["connect"], ["connect", ["websocket"]],
+its own process. Steps: ["connect"], ["connect", TRANSPORTS|null, AUTH|null, HEADERS],
 ["call", event, *args], ["emit", event, *args], ["sleep", s], ["disconnect"],
 ["print", text], ["start", event, *args] (a call left running) and
 ["finish"] (await the oldest started call). Prints one JSON line per step
@@ -40,8 +40,12 @@ async def main(url: str, steps: list[list[Any]]) -> None:
         kind = step[0]
         if kind == "connect":
             transports = step[1] if len(step) > 1 else None
+            auth = step[2] if len(step) > 2 else None
+            headers = step[3] if len(step) > 3 else {}
             try:
-                await client.connect(url, transports=transports, wait_timeout=5)
+                await client.connect(
+                    url, transports=transports, auth=auth, headers=headers, wait_timeout=5
+                )
             except socketio.exceptions.ConnectionError as exc:
                 await asyncio.sleep(0.1)
                 say({"refused": refusals[0] if refusals else str(exc)})

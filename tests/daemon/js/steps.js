@@ -14,8 +14,10 @@ async function main(url, steps) {
   for (const step of steps) {
     const kind = step[0];
     if (kind === "connect") {
-      const transports = step.length > 1 ? step[1] : ["polling", "websocket"];
-      socket = io(url, { transports, reconnection: false, timeout: 5000 });
+      const transports = step.length > 1 && step[1] ? step[1] : ["polling", "websocket"];
+      const options = { transports, reconnection: false, timeout: 5000 };
+      if (step.length > 2 && step[2]) options.auth = step[2];
+      socket = io(url, options);
       const outcome = await new Promise((resolve) => {
         socket.once("connect", () => resolve({ connected: socket.io.engine.transport.name }));
         socket.once("connect_error", (err) => resolve({ refused: { message: err.message } }));
