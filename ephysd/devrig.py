@@ -21,18 +21,27 @@ from ephysd.logging_setup import configure_logging
 from ephysd.platforms import create_platform
 
 
+def example_command(url: str) -> str:
+    """A copy-paste one-liner (from the repository root) with the official JS client."""
+    script = (
+        f"const s = require('socket.io-client').io('{url}');"
+        " s.on('connect', async () => {"
+        " console.log(await s.emitWithAck('get_manipulators'));"
+        " console.log(await s.emitWithAck('set_position', JSON.stringify("
+        "{ManipulatorId: '0', Position: {x: 1, y: 2, z: 3, w: 4}, Speed: 2})));"
+        " s.close(); });"
+    )
+    return f'node -e "{script}"'
+
+
 def banner(url: str) -> str:
     return "\n".join(
         [
             "",
             "ephysd is running on a simulated rig (8 fake manipulators, 4 axes, 20 mm).",
             f"  Pinpoint: connect Ephys Link to {url}",
-            "  Try it from another terminal:",
-            '    .venv/bin/python -c "import socketio; c = socketio.SimpleClient(); '
-            f"c.connect('{url}'); print(c.call('get_manipulators')); "
-            'print(c.call(\'set_position\', \'{\\"ManipulatorId\\":\\"0\\",'
-            '\\"Position\\":{\\"x\\":1,\\"y\\":2,\\"z\\":3,\\"w\\":4},'
-            '\\"Speed\\":2}\')); c.disconnect()"',
+            "  Try it from another terminal, in this directory:",
+            f"    {example_command(url)}",
             "  Ctrl-C stops every manipulator and exits.",
             "",
         ]
