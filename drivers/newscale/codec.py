@@ -112,14 +112,21 @@ ILLEGAL_STATE = "24"
 # --- encoding ---------------------------------------------------------------
 
 
+def _ascii(text: str) -> bytes:
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError:
+        raise CodecError(f"{text!r} is not ASCII") from None
+
+
 def encode_frame(code: str, *args: str) -> bytes:
     """``<CC A B>\\r``; refuses anything that would not parse back identically."""
-    raw_code = code.encode("ascii", "replace")
+    raw_code = _ascii(code)
     if not _CODE.fullmatch(raw_code):
         raise CodecError(f"command code must be two upper-case hex digits, got {code!r}")
     parts = [raw_code]
     for arg in args:
-        raw_arg = arg.encode("ascii", "replace")
+        raw_arg = _ascii(arg)
         if not _ARG.fullmatch(raw_arg):
             raise CodecError(f"argument {arg!r} of command {code} is not printable ASCII")
         parts.append(raw_arg)
@@ -278,6 +285,11 @@ class ReplyDecoder:
             cut = len(self._buf) - MAX_FRAME_BYTES
             self.discarded += cut
             del self._buf[:cut]
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame (bounded by MAX_BUFFER_BYTES)."""
+        return len(self._buf)
 
     def clear(self) -> None:
         self.discarded += len(self._buf)
