@@ -33,15 +33,14 @@ from ephysd.errors import StartupError, find_leaf
 from ephysd.estop import run_sigusr1_estop
 from ephysd.logging_setup import configure_logging
 from ephysd.rig import Rig, start_rig
-from ephysd.sdnotify import Notifier
 from ephysd.security import AccessPolicy
-from ephysd.signals import handle_signals
+from ephysd.service import Service, status_line
 from protocol.server import ServerConfig
 
 log = logging.getLogger(__name__)
 
 ReadyHook = Callable[["Daemon"], Awaitable[None]]
-Service = Callable[..., Awaitable[Any]]
+ExtraService = Callable[..., Awaitable[Any]]
 
 
 def new_pinpoint_id() -> str:
@@ -72,14 +71,14 @@ class Daemon:
         self._reload_settings = reload_settings
         self.access: AccessPolicy | None = None
         self._ready_hooks: list[ReadyHook] = []
-        self._services: list[Service] = []
+        self._services: list[ExtraService] = []
         self._nursery: trio.Nursery | None = None
         self.rig: Rig | None = None
         self.api: Api | None = None
         self.policy: ControlPolicy | None = None
         # (host, port) the server listens on; None in proxy mode.
         self.address: tuple[str, int] | None = None
-        self.notifier = Notifier.from_environ()
+        self.service = Service()
 
     # --- extension points ----------------------------------------------------------
 
@@ -87,7 +86,7 @@ class Daemon:
         """Run ``await hook(daemon)`` once everything is up."""
         self._ready_hooks.append(hook)
 
-    def add_service(self, service: Service) -> None:
+    def add_service(self, service: ExtraService) -> None:
         """Start ``service(task_status=...)`` in the root nursery before ready."""
         self._services.append(service)
 
@@ -111,6 +110,9 @@ class Daemon:
         log.info("platform %s (%s)", self.platform.info.name, self.platform.info.cli_name)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            # First, so a SIGTERM during a slow device handshake already
+            # takes the orderly path.
+            await self._start_service_plumbing(nursery)
             self.rig = rig = await start_rig(nursery, self.platform, self._limits)
             self.api = api = Api(rig, self.pinpoint_id)
             log.info("manipulators: %s", ", ".join(rig.ids) or "(none)")
@@ -120,21 +122,24 @@ class Daemon:
                 await self._start_proxy(nursery, api)
             else:
                 await self._start_server(nursery, api)
-            await self._start_service_plumbing(nursery)
             for service in self._services:
                 await nursery.start(service)
             for hook in self._ready_hooks:
                 await hook(self)
-            await self.notifier.ready(self.status_line())
+            await self.service.ready(self.status_line())
             task_status.started(self.address)
 
-    def status_line(self) -> str:
+    def status_line(self, client: str | None = None) -> str:
+        """The one line systemd shows under "Status:"."""
+        ids = self.rig.ids if self.rig is not None else []
+        line = status_line(self.platform.info.cli_name, ids, client)
         if self.address is not None:
             host, port = self.address
-            return f"serving {self.platform.info.cli_name} on http://{_url_host(host)}:{port}"
-        return (
-            f"serving {self.platform.info.cli_name} through proxy, Pinpoint ID {self.pinpoint_id}"
-        )
+            return f"{line}; listening on http://{_url_host(host)}:{port}"
+        return f"{line}; via proxy, Pinpoint ID {self.pinpoint_id}"
+
+    async def _control_changed(self, client: str | None) -> None:
+        await self.service.status(self.status_line(client))
 
     async def _start_server(self, nursery: trio.Nursery, api: Api) -> None:
         host, port = parse_host_port(self.settings.listen, DEFAULT_PORT)
@@ -149,6 +154,7 @@ class Daemon:
         server, self.policy = build_server(
             api, self.stop_all, self.settings, self._server_config, self.access
         )
+        self.policy.on_control_change = self._control_changed
         try:
             self.address = await nursery.start(server.serve, host, port)
         except (OSError, BaseExceptionGroup) as exc:
@@ -208,19 +214,22 @@ class Daemon:
         log.info("reloaded: debug=%s, allow_origin=%s", new.debug, list(new.allow_origin))
 
     async def _start_service_plumbing(self, nursery: trio.Nursery) -> None:
-        """Signals and the systemd watchdog (sdnotify / signals modules)."""
-        if self._handle_signals:
-            await nursery.start(
-                partial(
-                    handle_signals,
-                    stop_motion=self.stop_all,
-                    shutdown=self.shutdown,
-                    notifier=self.notifier,
-                    reload=self.reload if self._reload_settings is not None else None,
-                )
+        """Signals, SIGUSR1 e-stop and the systemd watchdog (ephysd.service).
+
+        Only for the real process: signal handlers belong to the main thread
+        and to one daemon per process, not to each test's daemon.
+        """
+        if not self._handle_signals:
+            return
+        await nursery.start(
+            partial(
+                self.service.run,
+                stop_motion=self.stop_all,
+                shutdown=self.shutdown,
+                reload=self.reload if self._reload_settings is not None else None,
             )
-            await nursery.start(run_sigusr1_estop, self.emergency_stop)
-        await nursery.start(self.notifier.run_watchdog)
+        )
+        await nursery.start(run_sigusr1_estop, self.emergency_stop)
 
 
 def _url_host(host: str) -> str:

@@ -53,6 +53,15 @@ class ControlPolicy:
         self._limiter: RequestRateLimiter | None = None
         self._free = trio.Event()
         self._free.set()
+        # Told "host:port" of the new controller, or None when control is free.
+        self.on_control_change: Callable[[str | None], Awaitable[None]] | None = None
+
+    async def _announce(self, client: str | None) -> None:
+        if self.on_control_change is not None:
+            try:
+                await self.on_control_change(client)
+            except Exception:
+                log.exception("control-change hook failed")
 
     async def wait_until_free(self) -> None:
         """Return once no client holds control (after its clean-up finished)."""
@@ -84,6 +93,7 @@ class ControlPolicy:
         self._limiter = RequestRateLimiter(self._rate, self._burst)
         self._free = trio.Event()
         log.info("connection granted: %s from %s now controls the rig", sid, peer)
+        await self._announce(peer)
 
     async def on_disconnect(self, sid: str, reason: str) -> None:
         if sid != self.controller:
@@ -101,6 +111,7 @@ class ControlPolicy:
             self._peer = ""
             self._limiter = None
             self._free.set()
+        await self._announce(None)
 
 
 def access_policy(settings: Settings) -> AccessPolicy:

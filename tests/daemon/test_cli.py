@@ -124,3 +124,32 @@ async def test_non_loopback_listen_warns_that_the_rig_is_reachable() -> None:
             process.terminate()
             await process.wait()
     assert b"reachable from the network" in seen
+
+
+async def test_sigusr1_is_an_emergency_stop_and_sigterm_exits_cleanly() -> None:
+    import signal
+
+    with trio.fail_after(30):
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "ephysd", "--listen", "127.0.0.1:0"], stdout=-1, stderr=-1
+        )
+        try:
+            assert process.stdout is not None
+            seen = b""
+
+            async def wait_for(text: bytes) -> None:
+                nonlocal seen
+                while text not in seen:
+                    chunk = await process.stdout.receive_some()  # type: ignore[union-attr]
+                    assert chunk, seen
+                    seen += chunk
+
+            await wait_for(b"listening on")
+            process.send_signal(signal.SIGUSR1)
+            await wait_for(b"EMERGENCY STOP")
+            process.send_signal(signal.SIGTERM)
+            await wait_for(b"every motion stopped")
+            assert await process.wait() == 0
+        finally:
+            process.kill()
+            await process.wait()
