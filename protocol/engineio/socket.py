@@ -88,8 +88,10 @@ class ServerSocket:
             raise SessionClosed(self.close_reason)
         self._out.append(Packet(PacketType.MESSAGE, message))
         self._out_messages += 1
+        # No extra checkpoint: the transport writer is woken and runs as soon
+        # as the caller next waits; a producer that never waits is stopped by
+        # the queue bound.
         self._lot.unpark_all()
-        await trio.lowlevel.checkpoint()
 
     async def close(self, reason: CloseReason = CloseReason.SERVER) -> None:
         self.close_now(reason)
@@ -117,7 +119,11 @@ class ServerSocket:
         for event in events:
             if isinstance(event, Message):
                 try:
-                    await self._incoming_send.send(event.data)
+                    try:
+                        # Fast path without a scheduler pass; wait only when full.
+                        self._incoming_send.send_nowait(event.data)
+                    except trio.WouldBlock:
+                        await self._incoming_send.send(event.data)
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     return
             else:

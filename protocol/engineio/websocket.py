@@ -132,9 +132,16 @@ class WebSocket:
             pass
 
     async def _write(self, data: bytes) -> None:
-        async with self._send_lock:
-            try:
-                with trio.fail_after(self._write_timeout):
-                    await self._stream.send_all(data)
-            except trio.TooSlowError as exc:
-                raise trio.BrokenResourceError("websocket write timed out") from exc
+        # The lock is almost never contended (the reader only writes pongs and
+        # close replies), so take it without the scheduler pass of ``async with``.
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
+            with trio.fail_after(self._write_timeout):
+                await self._stream.send_all(data)
+        except trio.TooSlowError as exc:
+            raise trio.BrokenResourceError("websocket write timed out") from exc
+        finally:
+            self._send_lock.release()
