@@ -149,6 +149,7 @@ class NewScaleSim:
         self.selected: int | None = None
         self.pty_path = ""
         self.silent = False
+        self.reply_delay_s = 0.0
         self._drop = 0
         self._garbage = b""
         self._master = -1
@@ -270,6 +271,8 @@ class NewScaleSim:
     async def _reply(self, reply: bytes | None) -> None:
         if reply is None or self.silent:
             return
+        if self.reply_delay_s:
+            await trio.sleep(self.reply_delay_s)
         if self._drop:
             self._drop -= 1
             return
