@@ -7,6 +7,7 @@ shapes and texts are those of ``ephys-link-api.md``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
@@ -81,6 +82,10 @@ class Api:
             shown = args[0] if args else "(no argument)"
             log.error("malformed %s request: %s; got %.200r", event, exc, shown)
             return MALFORMED_REQUEST
+        except Exception as exc:
+            # A bug must cost this one answer, never the connection or the daemon.
+            log.exception("%s failed unexpectedly", event)
+            return json.dumps({"error": error_text(exc)})
 
     # --- helpers ---------------------------------------------------------------
 

@@ -201,3 +201,13 @@ async def test_lost_device_goes_offline_and_comes_back_by_itself(
         await trio.sleep(0.05)
     else:
         raise AssertionError("manipulator 5 did not come back online")
+
+
+async def test_an_unexpected_failure_still_answers(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(args: object) -> str:
+        raise RuntimeError("oops")
+
+    monkeypatch.setitem(api._handlers, "get_manipulators", broken)
+    assert await api.handle("get_manipulators", []) == '{"error": "RuntimeError: oops"}'
