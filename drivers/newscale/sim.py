@@ -138,10 +138,12 @@ class NewScaleSim:
         self,
         *,
         link: str | None = None,
+        announce: bool = False,
         addresses: tuple[int, ...] = STAGE_ADDRESSES,
         start_mm: tuple[float, float, float] = (7.5, 7.5, 7.5),
     ) -> None:
         self.link = link
+        self.announce = announce
         self.addresses = addresses
         self._start_counts = [round(mm * 1000 * COUNTS_PER_UM) for mm in start_mm]
         self.stages: dict[int, SimStage] = {}
@@ -232,6 +234,8 @@ class NewScaleSim:
         self.selected = None
         self._opened.set()
         log.info("simulated bridge on %s", self.path)
+        if self.announce:
+            print(f"PTY {self.path}", flush=True)
 
     def _close_pty(self) -> None:
         self._opened = trio.Event()
@@ -391,10 +395,9 @@ async def _control(sim: NewScaleSim, cancel: trio.CancelScope) -> None:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    sim = NewScaleSim(link=args.link)
+    sim = NewScaleSim(link=args.link, announce=True)
     async with trio.open_nursery() as nursery:
-        path = await nursery.start(sim.run)
-        print(f"PTY {path}", flush=True)
+        await nursery.start(sim.run)
         if not args.no_stdin:
             nursery.start_soon(_control, sim, nursery.cancel_scope)
 

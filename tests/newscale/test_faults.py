@@ -1,0 +1,137 @@
+"""Faults through the pty: the device vanishing, silence, garbage, dropped replies, and recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trio
+
+from drivers.base import DeviceError, DeviceLost
+from drivers.newscale.codec import encode_bridge
+from drivers.newscale.driver import NewScaleManipulator
+from drivers.newscale.sim import NewScaleSim
+
+FAR = np.array([1.0, 1.0, 1.0, 0.0])
+
+
+async def test_device_vanishing_mid_move_is_device_lost_within_one_second(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    async def pull_cable() -> None:
+        await trio.sleep(0.2)
+        sim.close_device()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pull_cable)
+        await trio.sleep(0.15)
+        with trio.fail_after(1.2), pytest.raises(DeviceLost, match=r"gone|not open"):
+            await manipulator.move_to(FAR, 1.0)
+
+
+async def test_reads_after_the_device_vanished_fail_at_once_with_device_lost(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    sim.close_device()
+    for _ in range(2):
+        with trio.fail_after(1), pytest.raises(DeviceLost):
+            await manipulator.position()
+
+
+async def test_manipulator_recovers_by_reopening_when_the_device_comes_back(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    sim.close_device()
+    with pytest.raises(DeviceLost):
+        await manipulator.position()
+    with trio.fail_after(1), pytest.raises(DeviceLost, match="cannot open"):
+        await manipulator.open()  # still unplugged: the actor backs off and retries
+    sim.reopen_device()
+    with trio.fail_after(2):
+        await sim.wait_open()
+        await manipulator.open()
+        position = await manipulator.position()
+    assert np.allclose(position, [7.5, 7.5, 7.5, 7.5])
+    assert sim.raw_frames()[0] == encode_bridge("01")  # a fresh handshake on the new pty
+    assert all(s.host_control and s.closed_loop for s in sim.stages.values())
+
+
+async def test_garbage_before_a_reply_is_skipped_and_the_driver_keeps_working(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    for garbage in (b"\x00\xff\xfe", b"<10 12", b">\r<<<", b"<zz>\r", b"\r\r>"):
+        sim.send_garbage_before_next_reply(garbage)
+        assert np.allclose(await manipulator.position(), [7.5, 7.5, 7.5, 7.5])
+    final = await manipulator.move_to(np.array([7.4, 7.5, 7.5, 0.0]), 1.0)
+    assert final[0] == pytest.approx(7.4)
+
+
+async def test_dropped_reply_is_an_error_within_the_timeout_and_the_next_command_works(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    sim.drop_next_reply()
+    with trio.fail_after(0.5), pytest.raises(DeviceError, match="no reply"):
+        await manipulator.position()
+    assert np.allclose(await manipulator.position(), [7.5, 7.5, 7.5, 7.5])
+
+
+async def test_dropped_reply_during_a_move_fails_the_move_quickly_and_halts(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def drop_soon() -> None:
+            await trio.sleep(0.1)
+            sim.drop_next_reply()
+
+        nursery.start_soon(drop_soon)
+        with trio.fail_after(1), pytest.raises(DeviceError, match="no reply"):
+            await manipulator.move_to(FAR, 1.0)
+    assert sim.stages_that_received(b"<03>\r") == {1, 2, 3}
+    assert not any(s.running for s in sim.stages.values())
+
+
+async def test_silent_device_fails_open_within_a_second(sim: NewScaleSim) -> None:
+    sim.silent = True
+    device = NewScaleManipulator("1", sim.path)
+    with trio.fail_after(1), pytest.raises(DeviceError, match="no reply"):
+        await device.open()
+    sim.silent = False
+    await device.open()  # re-callable after a failed open
+    await device.close()
+
+
+async def test_missing_stage_is_a_clear_open_error(nursery: trio.Nursery) -> None:
+    sim = NewScaleSim(addresses=(1, 2))
+    path = await nursery.start(sim.run)
+    device = NewScaleManipulator("1", path)
+    with trio.fail_after(1), pytest.raises(DeviceError, match="no stage at bridge address 03"):
+        await device.open()
+
+
+async def test_port_that_does_not_exist_is_device_lost(tmp_path: Path) -> None:
+    device = NewScaleManipulator("1", str(tmp_path / "ttyUSB9"))
+    with trio.fail_after(1), pytest.raises(DeviceLost, match="cannot open"):
+        await device.open()
+    await device.close()
+
+
+async def test_stage_that_lost_host_control_is_device_lost_so_the_actor_reopens(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    sim.stages[2].host_control = False  # the stage was power-cycled
+    with pytest.raises(DeviceLost, match="host control"):
+        await manipulator.position()
+    await manipulator.open()
+    assert sim.stages[2].host_control
+    await manipulator.position()
+
+
+async def test_a_port_opened_by_another_process_is_refused(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    second = NewScaleManipulator("2", sim.path)
+    with pytest.raises(DeviceLost, match=r"cannot open|lock"):
+        await second.open()
+    assert np.allclose(await manipulator.position(), 7.5)  # the owner is undisturbed
