@@ -75,6 +75,8 @@ _MESSAGES = {
 # long for the "5" (which the client sent first) before being told "6".
 _UPGRADE_RACE_GRACE_S = 0.1
 _TEXT = "text/plain; charset=UTF-8"
+# After a WebSocket session closes, its last packets get this long to go out.
+_CLOSE_FLUSH_S = 1.0
 
 
 class _Refusal(Exception):
@@ -537,7 +539,11 @@ class EngineIOServer:
                 except _Refusal:  # filled up while we were answering the handshake
                     await ws.close(CLOSE_TRY_AGAIN_LATER, "server full")
                     return
-                await ws.send_many([encode_packet(sock.core.open_packet())])
+                with trio.move_on_after(self.config.http_timeout_s) as opening:
+                    await ws.send_many([encode_packet(sock.core.open_packet())])
+                if opening.cancelled_caught:
+                    sock.close_now(CloseReason.TRANSPORT_ERROR)
+                    return
                 await self._run_websocket(ws, sock)
             elif await self._probe(ws, upgrading):
                 log.info("session %s upgraded to websocket", upgrading.sid)
@@ -609,7 +615,30 @@ class EngineIOServer:
                     reason = CloseReason.TRANSPORT_ERROR
                 sock.close_now(reason)
 
+            async def watchdog() -> None:
+                # Bounds every write without a deadline per message: a write
+                # stuck on a peer that does not read, or the final flush after
+                # the session closed, is cut off after the write timeout.
+                timeout = self.config.http_timeout_s
+                closed_at: float | None = None
+                while True:
+                    with trio.move_on_after(min(timeout / 4, 1.0)):
+                        await sock.closed_event.wait()
+                    now = trio.current_time()
+                    if ws.write_stalled(now):
+                        log.info("session %s: websocket write stalled", sock.sid)
+                        sock.close_now(CloseReason.TRANSPORT_ERROR)
+                        nursery.cancel_scope.cancel()
+                        return
+                    if sock.core.closed:
+                        closed_at = now if closed_at is None else closed_at
+                        if now - closed_at >= _CLOSE_FLUSH_S:
+                            nursery.cancel_scope.cancel()
+                            return
+                        await trio.sleep(_CLOSE_FLUSH_S)
+
             nursery.start_soon(read)
+            nursery.start_soon(watchdog)
             try:
                 while True:
                     packets = await sock.take_for_websocket()

@@ -57,6 +57,7 @@ class WebSocket:
         self._parts: list[str | bytes] = []
         self._size = 0
         self._closed = False
+        self.write_started: float | None = None
 
     @property
     def closed(self) -> bool:
@@ -107,7 +108,11 @@ class WebSocket:
             self._size = 0
 
     async def send_many(self, messages: list[str | bytes]) -> None:
-        """Send messages as one write; raises BrokenResourceError if the socket is gone."""
+        """Send messages as one write; raises BrokenResourceError if the socket is gone.
+
+        Not bounded in time by itself: callers either hold a deadline or watch
+        :meth:`write_stalled`.
+        """
         if self._closed:
             raise trio.BrokenResourceError("websocket closed")
         try:
@@ -125,11 +130,12 @@ class WebSocket:
             self._closed = True
             return
         self._closed = True
-        try:
-            data = self._ws.send(CloseConnection(code=code, reason=reason))
-            await self._write(data)
-        except (WSLocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        with trio.move_on_after(self._write_timeout):
+            try:
+                data = self._ws.send(CloseConnection(code=code, reason=reason))
+                await self._write(data)
+            except (WSLocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
     async def _write(self, data: bytes) -> None:
         # The lock is almost never contended (the reader only writes pongs and
@@ -138,10 +144,17 @@ class WebSocket:
             self._send_lock.acquire_nowait()
         except trio.WouldBlock:
             await self._send_lock.acquire()
+        # No deadline per write (a cancel scope per message is a measurable
+        # share of the cost): the owner watches ``write_started`` instead and
+        # cancels a write that stalls past the write timeout.
+        self.write_started = trio.current_time()
         try:
-            with trio.fail_after(self._write_timeout):
-                await self._stream.send_all(data)
-        except trio.TooSlowError as exc:
-            raise trio.BrokenResourceError("websocket write timed out") from exc
+            await self._stream.send_all(data)
         finally:
+            self.write_started = None
             self._send_lock.release()
+
+    def write_stalled(self, now: float) -> bool:
+        """True when a write has been waiting on the peer for longer than the write timeout."""
+        started = self.write_started
+        return started is not None and now - started > self._write_timeout

@@ -7,6 +7,7 @@ import json
 import trio
 
 from protocol.engineio.config import EngineIOConfig
+from protocol.transport import CloseReason, EngineIOSocket, SessionClosed
 from tests.engineio.conftest import EIO, StartServer, closed_code, receive, refused_status
 
 
@@ -103,3 +104,33 @@ async def test_the_conformance_limit_of_one_megabyte_is_enforced_over_websocket(
         await receive(ws)
         await ws.send_message("4" + "y" * 1_000_000)
         assert await closed_code(ws) == 1009
+
+
+async def test_a_peer_that_stops_reading_is_cut_off_after_the_write_timeout(
+    start_server: StartServer,
+) -> None:
+    outcome: list[CloseReason] = []
+    done = trio.Event()
+
+    async def flood(socket: EngineIOSocket) -> None:
+        try:
+            while True:
+                await socket.send(b"\x00" * 256_000)
+        except SessionClosed as exc:
+            outcome.append(exc.reason)
+            done.set()
+
+    config = EngineIOConfig(
+        path="/engine.io/", ping_interval_ms=60_000, http_timeout_s=0.3, send_queue_size=4
+    )
+    eio = await start_server(config, flood)
+    stream = await trio.open_tcp_stream("127.0.0.1", eio.port)
+    await stream.send_all(
+        b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with trio.fail_after(10):
+        await done.wait()
+    assert outcome == [CloseReason.TRANSPORT_ERROR]
+    await stream.aclose()
