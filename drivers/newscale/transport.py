@@ -45,13 +45,14 @@ class PriorityLock:
         self._normal: collections.deque[trio.Event] = collections.deque()
 
     @property
-    def urgent_waiting(self) -> bool:
-        return bool(self._urgent)
+    def locked(self) -> bool:
+        return self._held
 
     async def acquire(self, *, priority: bool = False) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
         if not self._held and not self._urgent and not self._normal:
             self._held = True
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()  # never cancelled while holding
             return
         granted = trio.Event()
         queue = self._urgent if priority else self._normal
