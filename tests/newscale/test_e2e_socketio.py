@@ -1,0 +1,176 @@
+"""``ephysd --platform newscale --port ...`` end to end: a real daemon process, two simulated
+bridges on ptys, and a python-socketio client doing what Pinpoint does."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from drivers.newscale.sim import NewScaleSim
+
+CLIENT = Path(__file__).with_name("sio_client.py")
+LISTENING = re.compile(rb"listening on (http://127\.0\.0\.1:\d+)")
+
+
+class Lines:
+    """Line reader over a child's pipe, with a deadline on every wait."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.buf = b""
+
+    async def until(self, pattern: re.Pattern[bytes], timeout_s: float = 20) -> re.Match[bytes]:
+        with trio.fail_after(timeout_s):
+            while True:
+                while b"\n" in self.buf:
+                    line, self.buf = self.buf.split(b"\n", 1)
+                    if match := pattern.search(line):
+                        return match
+                data = await self.stream.receive_some(4096)
+                if not data:
+                    raise EOFError("child exited")
+                self.buf += data
+
+
+class Client:
+    def __init__(self, process: trio.Process) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        self.stdin = process.stdin
+        self.lines = Lines(process.stdout)
+        self.answers: dict[int, dict[str, Any]] = {}
+        self.next_id = 0
+
+    async def send(self, event: str, data: Any) -> int:
+        self.next_id += 1
+        request = {"id": self.next_id, "event": event, "data": data}
+        await self.stdin.send_all(json.dumps(request).encode() + b"\n")
+        return self.next_id
+
+    async def answer(self, request_id: int, timeout_s: float = 20) -> dict[str, Any]:
+        with trio.fail_after(timeout_s):
+            while request_id not in self.answers:
+                match = await self.lines.until(re.compile(rb"^\{.*\}$"), timeout_s)
+                reply = json.loads(match.group(0))
+                self.answers[reply["id"]] = reply
+        return self.answers.pop(request_id)
+
+    async def call(self, event: str, data: Any, timeout_s: float = 20) -> Any:
+        return (await self.answer(await self.send(event, data), timeout_s))["answer"]
+
+
+@asynccontextmanager
+async def rig(tmp_path: Path) -> AsyncIterator[tuple[list[NewScaleSim], Client]]:
+    sims = [NewScaleSim(link=str(tmp_path / f"newscale-{i}")) for i in (1, 2)]
+    async with trio.open_nursery() as nursery:
+        for sim in sims:
+            await nursery.start(sim.run)
+        daemon: trio.Process = await nursery.start(
+            functools.partial(
+                trio.run_process,
+                [sys.executable, "-m", "ephysd", "--platform", "newscale"]
+                + [arg for sim in sims for arg in ("--port", sim.path)]
+                + ["--listen", "127.0.0.1:0"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        )
+        assert daemon.stdout is not None
+        url = (await Lines(daemon.stdout).until(LISTENING)).group(1).decode()
+        nursery.start_soon(_drain, daemon.stdout)
+        client_process: trio.Process = await nursery.start(
+            functools.partial(
+                trio.run_process,
+                [sys.executable, str(CLIENT), url],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                check=False,
+            )
+        )
+        client = Client(client_process)
+        await client.lines.until(re.compile(rb'"connected"'))
+        try:
+            yield sims, client
+        finally:
+            client_process.kill()
+            daemon.terminate()
+            with trio.move_on_after(5):
+                await daemon.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def _drain(stream: trio.abc.ReceiveStream) -> None:
+    while await stream.receive_some(65536):
+        pass
+
+
+def move(manipulator: str, position: dict[str, float], speed: float) -> str:
+    return json.dumps({"ManipulatorId": manipulator, "Position": position, "Speed": speed})
+
+
+async def test_set_position_moves_the_simulated_stages_and_stop_halts_every_stage(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as (sims, client):
+        listed = json.loads(await client.call("get_manipulators", None))
+        assert listed["Manipulators"] == ["1", "2"]
+
+        start = json.loads(await client.call("get_position", "1"))
+        assert start["Error"] == ""
+        assert start["Position"] == pytest.approx({"x": 7.5, "y": 7.5, "z": 7.5, "w": 7.5})
+
+        target = {"x": 7.0, "y": 7.2, "z": 7.9, "w": 7.5}
+        moved = json.loads(await client.call("set_position", move("1", target, 2.0)))
+        assert moved["Error"] == ""
+        assert moved["Position"]["x"] == pytest.approx(7.0, abs=0.01)
+        # stage x = 15 - x, stage y = z, stage z = y
+        assert [sims[0].stage_position_mm(a) for a in (1, 2, 3)] == [8.0, 7.9, 7.2]
+        assert sims[1].stage_position_mm(1) == 7.5  # the other manipulator did not move
+
+        far = {"x": 1.0, "y": 7.2, "z": 7.9, "w": 7.5}
+        long_move = await client.send("set_position", move("1", far, 0.5))
+        await trio.sleep(0.5)
+        halts_before = len([r for r in sims[0].received if r.raw == b"<03>\r"])
+        assert await client.call("stop", "1") == ""
+        answer = json.loads((await client.answer(long_move))["answer"])
+        assert "did not reach target position" in answer["Error"]
+        halted = {r.stage for r in sims[0].received[-20:] if r.raw == b"<03>\r"}
+        assert halted == {1, 2, 3}
+        assert len([r for r in sims[0].received if r.raw == b"<03>\r"]) > halts_before
+        assert not any(s.running for s in sims[0].stages.values())
+        assert 8.0 < sims[0].stage_position_mm(1) < 14.0
+
+
+async def test_pulled_cable_mid_move_answers_an_error_within_a_second_and_recovers(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as (sims, client):
+        far = {"x": 1.0, "y": 7.5, "z": 7.5, "w": 7.5}
+        long_move = await client.send("set_position", move("1", far, 0.5))
+        await trio.sleep(0.3)
+        sims[0].close_device()
+        answer = await client.answer(long_move, timeout_s=5)
+        assert json.loads(answer["answer"])["Error"] != ""
+        assert answer["elapsed"] < 0.3 + 1.0 + 0.5  # within a second of the pull (+ client slack)
+
+        other = json.loads(await client.call("get_position", "2", timeout_s=2))
+        assert other["Error"] == ""  # the other manipulator keeps answering
+
+        lost = json.loads(await client.call("get_position", "1"))
+        assert lost["Error"] != ""
+        sims[0].reopen_device()
+        with trio.fail_after(15):
+            while json.loads(await client.call("get_position", "1"))["Error"]:  # noqa: ASYNC110
+                await trio.sleep(0.1)
+        back = json.loads(await client.call("set_position", move("1", {**far, "x": 7.4}, 2.0)))
+        assert back["Error"] == ""
