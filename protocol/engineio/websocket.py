@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import struct
 from collections import deque
 
 import trio
@@ -32,6 +33,25 @@ CLOSE_TRY_AGAIN_LATER = 1013
 def accept_key(client_key: bytes) -> bytes:
     """The ``Sec-WebSocket-Accept`` value for a handshake's ``Sec-WebSocket-Key``."""
     return base64.b64encode(hashlib.sha1(client_key + _GUID).digest())
+
+
+def data_frame(message: str | bytes) -> bytes:
+    """One unfragmented, unmasked server data frame (RFC 6455 section 5.2).
+
+    Built here rather than by wsproto because it is the per-message hot path
+    and a server frame is only a header in front of the payload; wsproto still
+    owns parsing, control frames and the closing handshake.
+    """
+    if isinstance(message, str):
+        payload, first = message.encode("utf-8"), 0x81  # FIN + text
+    else:
+        payload, first = message, 0x82  # FIN + binary
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", first, 126, size) + payload
+    return struct.pack("!BBQ", first, 127, size) + payload
 
 
 class MessageTooBig(Exception):
@@ -113,16 +133,9 @@ class WebSocket:
         Not bounded in time by itself: callers either hold a deadline or watch
         :meth:`write_stalled`.
         """
-        if self._closed:
+        if self._closed or self._ws.state is not ConnectionState.OPEN:
             raise trio.BrokenResourceError("websocket closed")
-        try:
-            frames = b"".join(
-                self._ws.send(TextMessage(data=m) if isinstance(m, str) else BytesMessage(data=m))
-                for m in messages
-            )
-        except WSLocalProtocolError as exc:
-            raise trio.BrokenResourceError("websocket closing") from exc
-        await self._write(frames)
+        await self._write(b"".join(data_frame(m) for m in messages))
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Send a close frame (once); never raises, never waits past the write timeout."""

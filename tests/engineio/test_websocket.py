@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
-from protocol.engineio.websocket import CLOSE_TOO_BIG, MessageTooBig, WebSocket
+from protocol.engineio.websocket import CLOSE_TOO_BIG, MessageTooBig, WebSocket, data_frame
 
 
 def frames(messages: list[str | bytes]) -> bytes:
@@ -74,3 +74,34 @@ def test_a_message_over_the_limit_raises_and_sends_close_1009() -> None:
         assert events[0].code == CLOSE_TOO_BIG
 
     trio.run(main)
+
+
+_sized = st.one_of(
+    st.text(max_size=200),
+    st.binary(max_size=200),
+    st.sampled_from([125, 126, 127, 65535, 65536, 70000]).map(lambda n: b"\x07" * n),
+    st.sampled_from([125, 126, 65535, 65536]).map(lambda n: "é" * (n // 2)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_sized)
+def test_our_server_frames_decode_to_the_same_message_in_wsproto(message: str | bytes) -> None:
+    client = Connection(ConnectionType.CLIENT)
+    client.receive_data(data_frame(message))
+    texts: list[str] = []
+    blobs: list[bytes] = []
+    finished = False
+    for event in client.events():
+        if isinstance(event, TextMessage):
+            texts.append(event.data)
+        elif isinstance(event, BytesMessage):
+            blobs.append(bytes(event.data))
+        else:
+            raise AssertionError(f"unexpected {event!r}")
+        finished = event.message_finished
+    assert finished
+    if isinstance(message, str):
+        assert ("".join(texts), blobs) == (message, [])
+    else:
+        assert (b"".join(blobs), texts) == (message, [])
