@@ -43,6 +43,8 @@ Z_STAGE = 3
 
 TRAVEL_MM = TRAVEL_COUNTS / COUNTS_PER_MM
 TOLERANCE_MM = 0.01
+TOLERANCE_COUNTS = round(TOLERANCE_MM * COUNTS_PER_MM)
+"""An "on target" status farther than this from our target is stale (from before ``08``)."""
 
 AXIS_MAP = AxisMap(
     # unified x = 15 - sx; y = sz; z = sy; w (depth) = 15 - sz
@@ -200,7 +202,10 @@ class NewScaleManipulator(Manipulator):
                         f"manipulator {self.id}: stage {address:02X} {what} at "
                         f"{state.position / COUNTS_PER_MM:.4f} mm"
                     )
-            if all(s.on_target and not s.running for s in states.values()):
+            if all(
+                s.on_target and not s.running and abs(targets[a] - s.position) <= TOLERANCE_COUNTS
+                for a, s in states.items()
+            ):
                 return states
             now = trio.current_time()
             for address, state in states.items():

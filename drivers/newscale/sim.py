@@ -80,12 +80,16 @@ class SimStage:
         self.forward = True
         self.stalled = False
         self.frozen = False
+        self._stale = False
         self.limit = Status(0)
+        self.start_delay_s = 0.0
+        """Fault: after ``08`` the stage keeps reporting its old state this long (stale status)."""
+        self._starts_at = 0.0
         self._last = trio.current_time()
 
     def advance(self, now: float) -> None:
-        dt, self._last = now - self._last, now
-        if not self.running or self.stalled or self.frozen:
+        dt, self._last = now - max(self._last, self._starts_at), now
+        if not self.running or self.stalled or self.frozen or dt <= 0:
             return
         step = self.speed_counts_s * dt
         remaining = self.target - self.position
@@ -104,6 +108,8 @@ class SimStage:
             counts, self.limit = 0, Status.REVERSE_LIMIT
         self.target = counts
         self.forward = counts >= self.position
+        self._starts_at = trio.current_time() + self.start_delay_s
+        self._stale = self.on_target
         self.on_target = False
         self.running = not self.stalled
         if round(self.position) == counts:
@@ -117,11 +123,12 @@ class SimStage:
 
     def state(self) -> StageState:
         flags = self.limit
+        stale = self.running and trio.current_time() < self._starts_at
         for on, bit in (
             (self.forward, Status.FORWARD),
-            (self.running, Status.RUNNING | Status.MOVING_TO_TARGET),
+            (self.running and not stale, Status.RUNNING | Status.MOVING_TO_TARGET),
             (self.host_control, Status.HOST_CONTROL),
-            (self.on_target and not self.running, Status.ON_TARGET),
+            ((self.on_target and not self.running) or (stale and self._stale), Status.ON_TARGET),
             (self.closed_loop, Status.CLOSED_LOOP),
             (self.stalled, Status.STALLED),
         ):

@@ -197,6 +197,16 @@ async def test_stalled_stage_fails_the_move_and_halts(
     assert sim.stages_that_received(HALT) == {1, 2, 3}
 
 
+async def test_stale_on_target_status_right_after_the_move_command_is_not_taken_as_arrival(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    await manipulator.move_to(vec(7.4, 7.5, 7.5, 0.0), 1.0)  # on target from this move
+    sim.stages[1].start_delay_s = 0.1  # still reports "on target, not running" from before
+    final = await manipulator.move_to(vec(7.0, 7.5, 7.5, 0.0), 1.0)
+    assert final[0] == pytest.approx(7.0)
+    assert sim.stage_position_mm(1) == 8.0
+
+
 async def test_move_without_progress_fails_and_halts(
     sim: NewScaleSim, manipulator: NewScaleManipulator
 ) -> None:
