@@ -40,6 +40,19 @@ class Packet(msgspec.Struct, frozen=True):
     data: str | bytes = ""
 
 
+# Digit <-> type lookups: calling the enum per packet is measurably slow on the
+# per-message path.
+_BY_DIGIT = {str(int(t)): t for t in PacketType}
+_DIGIT = {t: str(int(t)) for t in PacketType}
+
+
+def _digit(p: Packet) -> str:
+    try:
+        return _DIGIT[p.type]
+    except KeyError:
+        raise LocalProtocolError(f"not an Engine.IO packet type: {p.type!r}") from None
+
+
 def _check_encodable(p: Packet) -> None:
     if isinstance(p.data, bytes) and p.type is not PacketType.MESSAGE:
         raise LocalProtocolError(f"only MESSAGE packets may carry bytes, got {p!r}")
@@ -47,19 +60,19 @@ def _check_encodable(p: Packet) -> None:
 
 def encode_packet(p: Packet) -> str | bytes:
     """Frame one packet for WebSocket: a text frame, or raw bytes for a binary message."""
-    _check_encodable(p)
     if isinstance(p.data, bytes):
+        _check_encodable(p)
         return p.data
-    return f"{int(p.type)}{p.data}"
+    return _digit(p) + p.data
 
 
 def _decode_text(text: str) -> Packet:
     if not text:
         raise RemoteProtocolError("empty Engine.IO packet")
-    code = text[0]
-    if not ("0" <= code <= "6"):
-        raise RemoteProtocolError(f"unknown Engine.IO packet type {code!r} in {text[:64]!r}")
-    return Packet(PacketType(ord(code) - 48), text[1:])
+    kind = _BY_DIGIT.get(text[0])
+    if kind is None:
+        raise RemoteProtocolError(f"unknown Engine.IO packet type {text[0]!r} in {text[:64]!r}")
+    return Packet(kind, text[1:])
 
 
 def decode_packet(frame: str | bytes) -> Packet:
@@ -77,7 +90,7 @@ def _encode_record(p: Packet) -> str:
         # The separator cannot be escaped in a polling payload; sending it would
         # silently split the packet on the peer's side.
         raise LocalProtocolError(f"a polling packet cannot contain \\x1e: {p.data[:64]!r}")
-    return f"{int(p.type)}{p.data}"
+    return _digit(p) + p.data
 
 
 def encode_payload(packets: Sequence[Packet]) -> bytes:

@@ -127,3 +127,8 @@ def test_arbitrary_frames_into_the_frame_decoder_raise_only_the_remote_error(
     except RemoteProtocolError:
         return
     assert isinstance(packet, Packet)
+
+
+def test_a_packet_with_an_unknown_type_number_is_our_mistake() -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_packet(Packet(9, "x"))  # type: ignore[arg-type]
