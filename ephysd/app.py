@@ -73,6 +73,7 @@ class Daemon:
         self._ready_hooks: list[ReadyHook] = []
         self._services: list[ExtraService] = []
         self._nursery: trio.Nursery | None = None
+        self._shutting_down = False
         self.rig: Rig | None = None
         self.api: Api | None = None
         self.policy: ControlPolicy | None = None
@@ -92,12 +93,17 @@ class Daemon:
 
     async def stop_all(self) -> str:
         """Halt every manipulator now; "" on success, else the errors."""
-        if self.rig is None:
+        if self.rig is None or self._shutting_down:
+            # Once shutting down, the actors are being cancelled and each one
+            # halts its device in its own shielded clean-up; asking them would
+            # wait for answers that never come (e.g. the disconnect hook of
+            # the client the shutdown just dropped).
             return ""
         return await self.rig.stop_all()
 
     def shutdown(self) -> None:
         """End the daemon: cancel the root nursery (actors halt and release devices)."""
+        self._shutting_down = True
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 

@@ -122,14 +122,14 @@ def access_policy(settings: Settings) -> AccessPolicy:
 
 
 def server_config(settings: Settings) -> ServerConfig:
-    origins: tuple[str, ...] | None = settings.allow_origin
-    if "*" in settings.allow_origin:
-        origins = None
     return ServerConfig(
         engineio=EngineIOConfig(
             ping_interval_ms=settings.ping_interval_ms,
             ping_timeout_ms=settings.ping_timeout_ms,
-            cors_allowed_origins=origins,
+            # The Origin rule is AccessPolicy.check_request's (SIGHUP can change
+            # it; this frozen config cannot): the Engine.IO layer only echoes
+            # CORS headers, and a foreign origin is refused (403) by the policy.
+            cors_allowed_origins=None,
             max_connections=settings.limits.max_connections,
             max_payload=settings.limits.max_payload,
         ),
