@@ -9,14 +9,24 @@ cancelling a move's scope (what ``stop`` does) to the driver writing ``<03>``,
 taken from the transport's wire log, and position reads per second per
 manipulator with all manipulators reading at once. Each position read is three
 stage selects and three ``10`` transactions, so the per-transaction time is
-also printed. The integrator may extend this to time the ``stop`` event over
-Socket.IO.
+also printed, with the bench process's own CPU per transaction (the driver's
+overhead; the simulators run in other processes).
+
+Then through the daemon: ``ephysd --platform newscale --port <pty>`` as a
+subprocess with an in-process simulator, and a raw Socket.IO client on a
+WebSocket (``trio-websocket``) in the bench process. A ``set_position`` is
+started, then ``stop`` is sent; the figure is from just before the ``stop``
+frame is written by the client to the simulator reading ``<03>`` from the pty
+(same clock): an upper bound of "stop event arrives at the daemon -> ``<03>``
+written", since it includes the client's send and the simulator's read.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import json
 import logging
 import statistics
 import subprocess
@@ -28,8 +38,10 @@ from pathlib import Path
 
 import numpy as np
 import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
 
 from drivers.newscale.driver import NewScaleManipulator
+from drivers.newscale.sim import NewScaleSim
 
 HALT = b"<03>\r"
 TRANSACTIONS_PER_READ = 6
@@ -134,22 +146,139 @@ async def main(args: argparse.Namespace) -> None:
             devices = [NewScaleManipulator(str(i + 1), p) for i, p in enumerate(paths)]
             for device in devices:
                 await device.open()
+            cpu0 = time.process_time()
             rates = await reads_per_second(devices, args.seconds)
+            cpu = time.process_time() - cpu0
             for device, rate in zip(devices, rates, strict=True):
                 per_tx_ms = 1000 / (rate * TRANSACTIONS_PER_READ)
                 print(
                     f"manipulator {device.id}: {rate} position reads/s "
-                    f"({per_tx_ms:.3f} ms per serial transaction incl. the simulator)"
+                    f"({per_tx_ms:.3f} ms per serial transaction, round trip incl. the simulator)"
                 )
-            latencies = await stop_latencies(devices[0], args.stops, wire)
-            ms = [x * 1000 for x in latencies]
-            print(
-                f"stop -> <03> written, {len(ms)} stops during moves: "
-                f"p50 {percentile(ms, 50):.3f} ms, p99 {percentile(ms, 99):.3f} ms, "
-                f"max {max(ms):.3f} ms, mean {statistics.mean(ms):.3f} ms"
-            )
+            transactions = sum(rates) * args.seconds * TRANSACTIONS_PER_READ
+            print(f"driver CPU per serial transaction: {cpu / transactions * 1000:.3f} ms")
+            if args.stops:
+                latencies = await stop_latencies(devices[0], args.stops, wire)
+                ms = [x * 1000 for x in latencies]
+                print(
+                    f"stop -> <03> written, {len(ms)} stops during moves: "
+                    f"p50 {percentile(ms, 50):.3f} ms, p99 {percentile(ms, 99):.3f} ms, "
+                    f"max {max(ms):.3f} ms, mean {statistics.mean(ms):.3f} ms"
+                )
             for device in devices:
                 await device.close()
+        if args.stops_via_daemon:
+            await daemon_stops(args.stops_via_daemon, Path(tmp))
+
+
+class RawSocketIO:
+    """Just enough Engine.IO v4 / Socket.IO v5 text to send events and read acks."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.acks: dict[int, trio.Event] = {}
+        self.answers: dict[int, object] = {}
+
+    async def handshake(self) -> None:
+        opening = await self.ws.get_message()
+        assert isinstance(opening, str) and opening.startswith("0"), opening
+        await self.ws.send_message("40")
+        while not str(await self.ws.get_message()).startswith("40"):
+            pass
+
+    async def pump(self) -> None:
+        while True:
+            message = str(await self.ws.get_message())
+            if message == "2":
+                await self.ws.send_message("3")
+            elif message.startswith("43"):
+                digits = len(message) - len(message[2:].lstrip("0123456789"))
+                ack_id = int(message[2:digits])
+                self.answers[ack_id] = json.loads(message[digits:])
+                self.acks.pop(ack_id).set()
+
+    async def send(self, event: str, *args: object) -> int:
+        self.next_id += 1
+        self.acks[self.next_id] = trio.Event()
+        await self.ws.send_message(f"42{self.next_id}" + json.dumps([event, *args]))
+        return self.next_id
+
+    async def answer(self, ack_id: int) -> object:
+        event = self.acks.get(ack_id)
+        if event is not None:
+            with trio.fail_after(30):
+                await event.wait()
+        return self.answers.pop(ack_id)
+
+
+async def daemon_stops(stops: int, workdir: Path) -> None:
+    sim = NewScaleSim(link=str(workdir / "newscale-daemon"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        command = [sys.executable, "-m", "ephysd", "--platform", "newscale", "--port", sim.path]
+        daemon: trio.Process = await nursery.start(
+            functools.partial(
+                trio.run_process,
+                [*command, "--listen", "127.0.0.1:0"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        )
+        assert daemon.stdout is not None
+        log = b""
+        with trio.fail_after(30):
+            while b"listening on http://" not in log:
+                log += await daemon.stdout.receive_some(4096)
+        port = int(log.split(b"listening on http://127.0.0.1:")[1].split(b"\n")[0].strip())
+        daemon_log: list[bytes] = [log]
+        nursery.start_soon(_drain, daemon.stdout, daemon_log)
+        url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+        try:
+            latencies = await _stop_loop(sim, url, stops)
+        except BaseException:
+            sys.stderr.write(b"".join(daemon_log).decode(errors="replace")[-3000:])
+            raise
+        p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+        print(
+            f"via ephysd + Socket.IO: stop sent -> <03> read by the simulator, {len(latencies)} "
+            f"stops: p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {max(latencies):.3f} ms"
+        )
+        daemon.terminate()
+        with trio.move_on_after(5):
+            await daemon.wait()
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_loop(sim: NewScaleSim, url: str, stops: int) -> list[float]:
+    latencies: list[float] = []
+    async with trio.open_nursery() as nursery, open_websocket_url(url) as ws:
+        client = RawSocketIO(ws)
+        await client.handshake()
+        nursery.start_soon(client.pump)
+        for i in range(stops):
+            x = 2.0 if i % 2 == 0 else 13.0
+            target = {"x": x, "y": 7.5, "z": 7.5, "w": 7.5}
+            request = json.dumps({"ManipulatorId": "1", "Position": target, "Speed": 3.0})
+            move = await client.send("set_position", request)
+            await trio.sleep(0.03 + 0.01 * (i % 4))
+            seen = len(sim.received)
+            t0 = trio.current_time()
+            stop = await client.send("stop", "1")
+            assert await client.answer(stop) == [""], "stop failed"
+            await client.answer(move)
+            halts = [r.time for r in sim.received[seen:] if r.raw == HALT]
+            if not halts:
+                raise RuntimeError(f"stop {i}: the simulator saw no <03>")
+            latencies.append((halts[0] - t0) * 1000)
+        nursery.cancel_scope.cancel()
+    return latencies
+
+
+async def _drain(stream: trio.abc.ReceiveStream, keep: list[bytes]) -> None:
+    while data := await stream.receive_some(65536):
+        keep.append(bytes(data))
 
 
 if __name__ == "__main__":
@@ -157,4 +286,7 @@ if __name__ == "__main__":
     parser.add_argument("--manipulators", type=int, default=2)
     parser.add_argument("--stops", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--stops-via-daemon", type=int, default=200, help="0 skips the daemon measurement"
+    )
     trio.run(main, parser.parse_args())
