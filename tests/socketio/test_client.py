@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from protocol.client import SocketIOClient
 from protocol.engineio.config import EngineIOConfig
@@ -240,3 +243,110 @@ async def test_client_against_python_socketio_server_with_acks_binary_and_reconn
                 assert await client.call("echo", "back", timeout=5) == ["back"]
                 assert welcomes == [{"rig": "A"}, {"rig": "A"}]
             nursery.cancel_scope.cancel()
+
+
+async def test_client_joins_a_custom_namespace() -> None:
+    server = SocketIOServer(ServerConfig(namespaces=("/admin",)))
+
+    async def whoami(sid: str) -> str:
+        return "admin"
+
+    server.on("whoami", whoami, namespace="/admin")
+    async with (
+        serving(server) as (port, _),
+        running(fast_client(port, namespace="/admin")) as client,
+    ):
+        await client.wait_connected(5)
+        assert await client.call("whoami", timeout=5) == ["admin"]
+
+
+# ------------------------------------------------------------------ against a scripted server
+
+
+@asynccontextmanager
+async def scripted_server(
+    script: Callable[[WebSocketConnection], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """A bare WebSocket server that plays ``script`` to each connecting client."""
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        with contextlib.suppress(ConnectionClosed):
+            await script(ws)
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(serve_websocket, handler, "127.0.0.1", 0, None))
+        yield server.port
+        nursery.cancel_scope.cancel()
+
+
+async def open_and_accept(ws: WebSocketConnection, ping_ms: int = 100) -> None:
+    handshake = {"sid": "s", "upgrades": [], "pingInterval": ping_ms, "pingTimeout": ping_ms}
+    await ws.send_message("0" + json.dumps(handshake))
+    assert await ws.get_message() == "40"
+    await ws.send_message('40{"sid":"x"}')
+
+
+@pytest.mark.parametrize(
+    ("after_connect", "reason"),
+    [
+        ([], "ping timeout"),  # the server goes silent
+        (["4abc"], "parse error"),
+        (["1"], "transport close"),  # Engine.IO close
+        (["41"], "io server disconnect"),
+    ],
+)
+async def test_client_reports_why_the_connection_ended(
+    after_connect: list[str], reason: str
+) -> None:
+    async def script(ws: WebSocketConnection) -> None:
+        await open_and_accept(ws)
+        for frame in after_connect:
+            await ws.send_message(frame)
+        await trio.sleep_forever()
+
+    reasons: list[str] = []
+    gone = trio.Event()
+
+    async def on_disconnect(why: str) -> None:
+        reasons.append(why)
+        gone.set()
+
+    async with scripted_server(script) as port:
+        client = fast_client(port, reconnect=False)
+        client.on_disconnect(on_disconnect)
+        async with running(client):
+            with trio.fail_after(5):
+                await gone.wait()
+    assert reasons == [reason]
+
+
+async def test_client_answers_pings_and_buffers_events_sent_before_the_connect_answer() -> None:
+    pongs: list[str | bytes] = []
+    got_event = trio.Event()
+    got_pong = trio.Event()
+
+    async def script(ws: WebSocketConnection) -> None:
+        handshake = {"sid": "s", "upgrades": [], "pingInterval": 100, "pingTimeout": 100}
+        await ws.send_message("0" + json.dumps(handshake))
+        assert await ws.get_message() == '40{"k":1}'
+        await ws.send_message('42["early",1]')
+        await ws.send_message('40{"sid":"x"}')
+        await ws.send_message("2")
+        pongs.append(await ws.get_message())
+        got_pong.set()
+        await trio.sleep_forever()
+
+    async def early(value: int) -> None:
+        assert value == 1
+        got_event.set()
+
+    async with scripted_server(script) as port:
+        client = fast_client(port, auth={"k": 1})
+        client.on("early", early)
+        async with running(client):
+            with trio.fail_after(5):
+                await got_event.wait()
+                await got_pong.wait()
+            assert client.sid == "x"
+    assert pongs == ["3"]
