@@ -7,6 +7,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ephysd.config import Limits, Settings, build_settings, load_toml
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "systemd" / "ephysd.toml"
 
 # Commented-out settings: "#key = ...", "#[table]", "#]", and array items '#  "...'.
@@ -27,23 +29,29 @@ def test_example_is_all_comments_so_defaults_apply() -> None:
 
 def test_example_uncommented_is_valid_toml_with_every_option() -> None:
     settings = example_settings()
-    assert set(settings) == {
-        "platform",
-        "port",
-        "estop",
-        "mpm_port",
-        "parallax_port",
-        "listen",
-        "allow",
-        "allow_origin",
-        "token",
-        "use_proxy",
-        "proxy_address",
-        "limits",
-        "debug",
-    }
-    assert set(settings["limits"]) == {"max_connections", "max_payload", "rate", "burst"}
+    assert set(settings) == set(Settings.__struct_fields__)
+    assert set(settings["limits"]) == set(Limits.__struct_fields__)
     assert len(settings["port"]) == 2
+
+
+def test_example_values_are_accepted_by_the_daemon(tmp_path: Path) -> None:
+    path = tmp_path / "ephysd.toml"
+    path.write_text(uncommented(EXAMPLE.read_text()))
+    settings = build_settings(load_toml(path), {})
+    assert settings.platform == "fake"
+    assert settings.allow == ("127.0.0.0/8", "::1/128")
+
+
+def test_commented_defaults_are_the_daemon_defaults() -> None:
+    defaults = Settings()
+    shown = example_settings()
+    for key in ("platform", "listen", "use_proxy", "proxy_address", "mpm_port", "debug"):
+        assert shown[key] == getattr(defaults, key), key
+    for key in ("parallax_port", "stop_on_disconnect", "ping_interval_ms", "ping_timeout_ms"):
+        assert shown[key] == getattr(defaults, key), key
+    assert tuple(shown["allow"]) == defaults.allow
+    for key, value in shown["limits"].items():
+        assert value == getattr(defaults.limits, key), key
 
 
 def test_every_option_has_a_comment_above_it() -> None:

@@ -10,17 +10,11 @@ import pytest
 import trio
 import trio.lowlevel
 
-from ephysd.config import Settings
 from tests.service.daemon import fd_count, rss_kib, run_daemon
 from tests.service.sio import Refused, open_and_drop, sio_client, websocket
 
 FAKE_RIG = 'platform = "fake"\nlisten = "127.0.0.1:0"\n'
 PINPOINT_WEB = "https://pinpoint.allenneuraldynamics.org"
-
-needs_access_settings = pytest.mark.skipif(
-    "token" not in Settings.__struct_fields__,
-    reason="the allow/token settings are not wired into the daemon's configuration yet",
-)
 
 
 async def test_websocket_from_a_foreign_web_page_is_refused(tmp_path: Path) -> None:
@@ -52,7 +46,6 @@ async def test_polling_from_a_foreign_web_page_is_refused(tmp_path: Path) -> Non
     assert native.status_code == 200 and native.text.startswith("0{")
 
 
-@needs_access_settings
 async def test_a_client_outside_the_allow_list_is_refused(tmp_path: Path) -> None:
     config = FAKE_RIG + 'allow = ["10.0.0.0/8"]\n'
     async with run_daemon(tmp_path, config) as daemon:
@@ -65,7 +58,6 @@ async def test_a_client_outside_the_allow_list_is_refused(tmp_path: Path) -> Non
         assert "allow" in daemon.output()
 
 
-@needs_access_settings
 async def test_a_wrong_or_missing_token_is_refused_and_the_right_one_connects(
     tmp_path: Path,
 ) -> None:
