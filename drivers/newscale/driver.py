@@ -19,6 +19,7 @@ from drivers.base import DeviceError, DeviceLost, Manipulator, Vector
 from drivers.coordinates import AxisMap
 from drivers.newscale.codec import (
     COUNTS_PER_MM,
+    COUNTS_PER_UM,
     ILLEGAL_STATE,
     TRAVEL_COUNTS,
     CodecError,
@@ -30,6 +31,7 @@ from drivers.newscale.codec import (
     encode_stage,
     move_absolute,
     parse_state,
+    registers_speed_um_s,
     select_stage,
     speed_registers,
 )
@@ -66,6 +68,9 @@ POLL_INTERVAL_S = 0.01
 NO_PROGRESS_S = 1.0
 MOVE_MARGIN_S = 2.0
 HALT_BUDGET_S = 0.2
+HALT_REPLY_TIMEOUT_S = 0.03
+"""Per halt transaction, so one dead stage cannot use up the budget before the others halt:
+3 selects + 3 halts at 30 ms fit in HALT_BUDGET_S (a reply takes ~1.3 ms on the wire)."""
 CLOSE_BUDGET_S = 0.5
 
 
@@ -115,13 +120,16 @@ class NewScaleManipulator(Manipulator):
             with trio.move_on_after(CLOSE_BUDGET_S):
                 if self._link.is_open:
                     try:
-                        async with self._lock.hold(priority=True):
-                            for address in self._halt_order():
-                                await self._stage_locked(address, encode_stage("03"))
-                            for address in STAGES:
-                                await self._stage_locked(address, encode_stage("02"))
+                        await self.halt()
                     except DeviceError as exc:
-                        log.warning("manipulator %s: release on close failed: %s", self.id, exc)
+                        log.warning("manipulator %s: halt on close failed: %s", self.id, exc)
+                    for address in STAGES:
+                        try:
+                            await self._stage(address, encode_stage("02"), priority=True)
+                        except DeviceError as exc:
+                            log.warning("manipulator %s: release failed: %s", self.id, exc)
+                            if not self._link.is_open:
+                                break
             await self._link.close()
             self._selected = None
 
@@ -156,11 +164,13 @@ class NewScaleManipulator(Manipulator):
             first_error: DeviceError | None = None
             for address in self._halt_order():
                 try:
-                    await self._stage_locked(address, encode_stage("03"))
-                except DeviceLost:
-                    raise
-                except DeviceError as exc:  # still try to halt the other stages
-                    first_error = first_error or exc
+                    await self._stage_locked(
+                        address, encode_stage("03"), timeout_s=HALT_REPLY_TIMEOUT_S
+                    )
+                except DeviceError as exc:
+                    if not self._link.is_open:
+                        raise  # the port is gone: no stage can hear us
+                    first_error = first_error or exc  # still halt the other stages
             if first_error is not None:
                 raise first_error
         log.info("manipulator %s halted", self.id)
@@ -169,7 +179,7 @@ class NewScaleManipulator(Manipulator):
         try:
             start = await self._read_states(tuple(targets))
             distance = max(abs(targets[a] - s.position) for a, s in start.items())
-            speed_counts_s = regs.speed / 256 / 0.001
+            speed_counts_s = registers_speed_um_s(regs) * COUNTS_PER_UM
             budget = distance / speed_counts_s * 1.5 + MOVE_MARGIN_S
             log.info(
                 "manipulator %s: move %s counts at %s (budget %.1f s)",
@@ -184,8 +194,8 @@ class NewScaleManipulator(Manipulator):
             with trio.move_on_after(budget):
                 return await self._wait_on_target(targets)
             raise DeviceError(f"manipulator {self.id}: move did not finish within {budget:.1f} s")
-        except BaseException as exc:
-            if not isinstance(exc, DeviceLost):
+        except BaseException:
+            if self._link.is_open:  # a vanished port is closed: nothing to halt through
                 await self._halt_shielded()
             raise
 
@@ -271,23 +281,25 @@ class NewScaleManipulator(Manipulator):
                 raise DeviceError(f"manipulator {self.id}: bad status reply: {exc}") from exc
         return states
 
-    async def _stage(self, address: int, command: bytes) -> Frame:
-        async with self._lock.hold():
+    async def _stage(self, address: int, command: bytes, *, priority: bool = False) -> Frame:
+        async with self._lock.hold(priority=priority):
             return await self._stage_locked(address, command)
 
-    async def _stage_locked(self, address: int, command: bytes) -> Frame:
+    async def _stage_locked(
+        self, address: int, command: bytes, timeout_s: float | None = None
+    ) -> Frame:
         """Select ``address`` if needed, then one transaction; the caller holds the lock."""
         try:
             if self._selected != address:
                 self._selected = None
-                reply = await self._link.transact(select_stage(address))
+                reply = await self._link.transact(select_stage(address), timeout_s)
                 if reply.args[:2] != (f"{address:02X}", "1"):
                     raise DeviceError(
                         f"{self.device}: no stage at bridge address {address:02X} "
                         f"(bridge answered {reply.code} {' '.join(reply.args)})"
                     )
                 self._selected = address
-            reply = await self._link.transact(command)
+            reply = await self._link.transact(command, timeout_s)
         except BaseException:
             self._selected = None  # unknown after a failure: select again next time
             raise

@@ -80,6 +80,8 @@ class SimStage:
         self.forward = True
         self.stalled = False
         self.frozen = False
+        self.mute = False
+        """Fault: the stage stops answering (the bridge still sees it)."""
         self._stale = False
         self.limit = Status(0)
         self.start_delay_s = 0.0
@@ -306,7 +308,7 @@ class NewScaleSim:
             if command.bridge:
                 return self._bridge(command.frame)
             target = self.stages.get(self.selected) if self.selected is not None else None
-            if target is None:
+            if target is None or target.mute:
                 return None  # nobody on the bus answers
             return _stage_command(target, command.frame)
         except CodecError:

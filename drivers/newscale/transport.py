@@ -117,7 +117,7 @@ class SerialLink:
                     log.debug("closing %s: %s", self.device, exc)
             log.info("closed %s", self.device)
 
-    async def transact(self, command: bytes) -> Frame:
+    async def transact(self, command: bytes, timeout_s: float | None = None) -> Frame:
         """Send ``command`` and return its reply (same code, or an error reply).
 
         The write is shielded so a frame is never cut in half. When cancelled
@@ -126,12 +126,13 @@ class SerialLink:
         matches replies by command code.
         """
         stream = self._require_open()
+        timeout_s = self.reply_timeout_s if timeout_s is None else timeout_s
         expected = _expected_code(command)
         self._drop_stale()
         with trio.CancelScope(shield=True):
             await self._write(stream, command)
         try:
-            with trio.move_on_after(self.reply_timeout_s) as timer:
+            with trio.move_on_after(timeout_s) as timer:
                 reply = await self._read_reply(stream, expected)
         except trio.Cancelled:
             # Stop: let the reply in flight finish (briefly) so the halt that
@@ -144,7 +145,7 @@ class SerialLink:
                 await self._read_reply(stream, expected)
             raise
         if timer.cancelled_caught:
-            ms = self.reply_timeout_s * 1000
+            ms = timeout_s * 1000
             raise DeviceError(f"{self.device}: no reply to {command!r} within {ms:.0f} ms")
         return reply
 

@@ -135,3 +135,33 @@ async def test_a_port_opened_by_another_process_is_refused(
     with pytest.raises(DeviceLost, match=r"cannot open|lock"):
         await second.open()
     assert np.allclose(await manipulator.position(), 7.5)  # the owner is undisturbed
+
+
+async def test_halt_still_reaches_the_other_stages_when_one_stage_stops_answering(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    async def mute_soon() -> None:
+        await trio.sleep(0.2)
+        sim.stages[1].mute = True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(mute_soon)
+        with trio.fail_after(1), pytest.raises(DeviceError, match="no reply"):
+            await manipulator.move_to(FAR, 1.0)
+    assert {2, 3} <= sim.stages_that_received(b"<03>\r")
+    assert not sim.stages[2].running and not sim.stages[3].running
+
+
+async def test_stage_losing_host_control_mid_move_halts_the_other_stages(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    async def power_cycle_soon() -> None:
+        await trio.sleep(0.2)
+        sim.stages[2].host_control = False
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(power_cycle_soon)
+        with trio.fail_after(1), pytest.raises(DeviceLost, match="host control"):
+            await manipulator.move_to(FAR, 1.0)
+    assert {1, 3} <= sim.stages_that_received(b"<03>\r")
+    assert not sim.stages[1].running and not sim.stages[3].running
