@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.newscale.codec import (
@@ -219,6 +219,7 @@ def chunked(draw: st.DrawFn, data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
+@settings(deadline=None)  # a loaded CI machine must not turn slowness into failure
 @given(st.lists(frames, max_size=10), st.data())
 def test_any_chunking_of_valid_replies_decodes_to_the_same_replies(
     replies: list[Frame], data: st.DataObject
@@ -227,6 +228,7 @@ def test_any_chunking_of_valid_replies_decodes_to_the_same_replies(
     assert decode_all(data.draw(chunked(stream))) == replies
 
 
+@settings(deadline=None)  # a loaded CI machine must not turn slowness into failure
 @given(st.lists(st.tuples(st.binary(max_size=20), frames), max_size=8), st.data())
 def test_garbage_between_replies_never_hides_a_reply(
     items: list[tuple[bytes, Frame]], data: st.DataObject
@@ -236,6 +238,7 @@ def test_garbage_between_replies_never_hides_a_reply(
     assert decode_all(data.draw(chunked(stream))) == [f for _, f in items]
 
 
+@settings(deadline=None)  # a loaded CI machine must not turn slowness into failure
 @given(st.lists(st.binary(max_size=200), max_size=20))
 def test_arbitrary_bytes_raise_nothing_but_codec_errors(chunks: list[bytes]) -> None:
     decode_all(chunks)  # any other exception fails the test
@@ -250,6 +253,7 @@ def test_arbitrary_bytes_raise_nothing_but_codec_errors(chunks: list[bytes]) -> 
                 pass
 
 
+@settings(deadline=None)  # a loaded CI machine must not turn slowness into failure
 @given(st.lists(st.tuples(st.booleans(), frames), max_size=8), st.data())
 def test_device_side_decoder_reads_commands_in_any_chunking(
     items: list[tuple[bool, Frame]], data: st.DataObject
