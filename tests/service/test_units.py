@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,28 @@ def test_systemd_analyze_verify_accepts_the_unit(unit_name: str, tmp_path: Path)
     result = verify((UNITS_DIR / unit_name).read_text(), unit_name, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+def test_hardening_exposure_is_rated_ok_by_systemd_analyze_security(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    copy = tmp_path / "ephysd.service"
+    text = (UNITS_DIR / "ephysd.service").read_text()
+    copy.write_text(text.replace(INSTALLED_BINARY, sys.executable))
+    # Exposure 0 (locked down) .. 10 (unprotected); a network daemon that must
+    # open serial devices cannot reach 0. Fail if hardening is lost.
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    if "Unknown option" in result.stderr or "unrecognized option" in result.stderr:
+        pytest.skip("this systemd-analyze has no offline security analysis")
+    match = re.search(r"Overall exposure level for ephysd.service: ([0-9.]+)", result.stdout)
+    assert match, result.stdout[-2000:] + result.stderr
+    assert float(match.group(1)) <= 2.0, result.stdout
 
 
 def test_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
