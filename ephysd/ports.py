@@ -3,8 +3,9 @@
 A rig PC has several USB serial adapters and their ``/dev/ttyUSB*`` numbers
 change with plug order. This lists every port, marks the ones that look like
 New Scale M3-USB-3:1-EP bridges (Silicon Labs CP210x, VID 0x10C4 PID 0xEA60)
-and Arduino e-stop buttons, and shows the stable ``/dev/serial/by-id/`` name
-to put in the configuration instead.
+and Arduino e-stop buttons, and shows a stable name to put in the
+configuration instead (``/dev/newscale-<serial>`` from our udev rule, or
+udev's ``/dev/serial/by-id/...``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Protocol
 NEWSCALE_BRIDGE_IDS = frozenset({(0x10C4, 0xEA60)})
 ARDUINO_VIDS = frozenset({0x2341, 0x2A03})
 BY_ID_DIR = Path("/dev/serial/by-id")
+# Where stable names live: systemd/99-ephysd-newscale.rules' /dev/newscale-<serial>
+# first (short, and says what it is), then udev's standard by-id links.
+STABLE_LINKS: tuple[tuple[Path, str], ...] = ((Path("/dev"), "newscale-*"), (BY_ID_DIR, "*"))
 
 
 class PortKind(enum.Enum):
@@ -58,18 +62,17 @@ def classify(port: PortLike) -> PortKind:
     return PortKind.OTHER
 
 
-def stable_names(by_id_dir: Path = BY_ID_DIR) -> dict[str, str]:
-    """Real device path -> its udev ``by-id`` symlink, which survives re-plugging."""
+def stable_names(sources: Sequence[tuple[Path, str]] = STABLE_LINKS) -> dict[str, str]:
+    """Real device path -> a symlink to it that survives re-plugging (first source wins)."""
     names: dict[str, str] = {}
-    try:
-        links = sorted(by_id_dir.iterdir())
-    except OSError:
-        return names
-    for link in links:
+    for directory, pattern in sources:
         try:
-            names.setdefault(os.path.realpath(link), str(link))
+            links = sorted(directory.glob(pattern))
         except OSError:
             continue
+        for link in links:
+            if link.is_symlink():
+                names.setdefault(os.path.realpath(link), str(link))
     return names
 
 

@@ -60,17 +60,23 @@ def test_table_lists_bridges_first_with_their_stable_names(tmp_path: Path) -> No
     assert "/dev/ttyUSB1 = /dev/serial/by-id/usb-Silicon_Labs_CP2102_0001-if00-port0" in table
 
 
-def test_stable_names_come_from_udev_by_id_links(tmp_path: Path) -> None:
+def test_stable_names_prefer_our_udev_names_over_by_id_links(tmp_path: Path) -> None:
     from ephysd.ports import stable_names
 
     target = tmp_path / "ttyUSB7"
     target.touch()
+    other = tmp_path / "ttyUSB8"
+    other.touch()
     (tmp_path / "by-id").mkdir()
     (tmp_path / "by-id" / "usb-bridge-0001").symlink_to(target)
-    assert stable_names(tmp_path / "by-id") == {
-        str(target.resolve()): str(tmp_path / "by-id" / "usb-bridge-0001")
+    (tmp_path / "by-id" / "usb-bridge-0002").symlink_to(other)
+    (tmp_path / "newscale-0001").symlink_to(target)
+    sources = ((tmp_path, "newscale-*"), (tmp_path / "by-id", "*"))
+    assert stable_names(sources) == {
+        str(target.resolve()): str(tmp_path / "newscale-0001"),
+        str(other.resolve()): str(tmp_path / "by-id" / "usb-bridge-0002"),
     }
-    assert stable_names(tmp_path / "missing") == {}
+    assert stable_names(((tmp_path / "missing", "*"),)) == {}
 
 
 def test_no_ports_is_said_plainly() -> None:
