@@ -85,7 +85,7 @@ def test_no_ports_is_said_plainly() -> None:
 
 def test_ports_command_runs_on_this_machine() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ephysd.ports"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ephysd", "ports"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(("DEVICE", "no serial ports found"))
