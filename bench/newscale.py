@@ -28,6 +28,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from drivers.newscale.sim import NewScaleSim
 
 HALT = b"<03>\r"
 TRANSACTIONS_PER_READ = 6
+READS_VIA_DAEMON = 2000
 
 
 class WireClock(logging.Handler):
@@ -138,7 +140,6 @@ def percentile(values: list[float], p: float) -> float:
 async def main(args: argparse.Namespace) -> None:
     wire = WireClock()
     transport_log = logging.getLogger("drivers.newscale.transport")
-    transport_log.setLevel(logging.DEBUG)
     transport_log.addHandler(wire)
     transport_log.propagate = False
     with tempfile.TemporaryDirectory(prefix="ephysd-bench-newscale-") as tmp:
@@ -158,7 +159,9 @@ async def main(args: argparse.Namespace) -> None:
             transactions = sum(rates) * args.seconds * TRANSACTIONS_PER_READ
             print(f"driver CPU per serial transaction: {cpu / transactions * 1000:.3f} ms")
             if args.stops:
+                transport_log.setLevel(logging.DEBUG)  # only now: it costs CPU per frame
                 latencies = await stop_latencies(devices[0], args.stops, wire)
+                transport_log.setLevel(logging.INFO)
                 ms = [x * 1000 for x in latencies]
                 print(
                     f"stop -> <03> written, {len(ms)} stops during moves: "
@@ -236,7 +239,17 @@ async def daemon_stops(stops: int, workdir: Path) -> None:
         nursery.start_soon(_drain, daemon.stdout, daemon_log)
         url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
         try:
-            latencies = await _stop_loop(sim, url, stops)
+            async with socketio_session(url) as client:
+                cpu0 = _process_cpu_s(daemon.pid)
+                reads, elapsed = await _read_loop(client, READS_VIA_DAEMON)
+                cpu = _process_cpu_s(daemon.pid) - cpu0
+                transactions = reads * TRANSACTIONS_PER_READ
+                print(
+                    f"via ephysd + Socket.IO: {reads / elapsed:.0f} get_position/s one in flight; "
+                    f"daemon CPU {cpu / transactions * 1000:.3f} ms per serial transaction "
+                    f"(Socket.IO + actor + driver, {TRANSACTIONS_PER_READ} transactions per read)"
+                )
+                latencies = await _stop_loop(sim, client, stops)
         except BaseException:
             sys.stderr.write(b"".join(daemon_log).decode(errors="replace")[-3000:])
             raise
@@ -251,28 +264,48 @@ async def daemon_stops(stops: int, workdir: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def _stop_loop(sim: NewScaleSim, url: str, stops: int) -> list[float]:
-    latencies: list[float] = []
+@contextlib.asynccontextmanager
+async def socketio_session(url: str) -> AsyncIterator[RawSocketIO]:
+    """One session for the whole run: the daemon lets one controller in at a time."""
     async with trio.open_nursery() as nursery, open_websocket_url(url) as ws:
         client = RawSocketIO(ws)
         await client.handshake()
         nursery.start_soon(client.pump)
-        for i in range(stops):
-            x = 2.0 if i % 2 == 0 else 13.0
-            target = {"x": x, "y": 7.5, "z": 7.5, "w": 7.5}
-            request = json.dumps({"ManipulatorId": "1", "Position": target, "Speed": 3.0})
-            move = await client.send("set_position", request)
-            await trio.sleep(0.03 + 0.01 * (i % 4))
-            seen = len(sim.received)
-            t0 = trio.current_time()
-            stop = await client.send("stop", "1")
-            assert await client.answer(stop) == [""], "stop failed"
-            await client.answer(move)
-            halts = [r.time for r in sim.received[seen:] if r.raw == HALT]
-            if not halts:
-                raise RuntimeError(f"stop {i}: the simulator saw no <03>")
-            latencies.append((halts[0] - t0) * 1000)
+        yield client
         nursery.cancel_scope.cancel()
+
+
+async def _read_loop(client: RawSocketIO, reads: int) -> tuple[int, float]:
+    start = trio.current_time()
+    for _ in range(reads):
+        answer = await client.answer(await client.send("get_position", "1"))
+        assert isinstance(answer, list) and '"Error":""' in str(answer[0]), answer
+    return reads, trio.current_time() - start
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _stop_loop(sim: NewScaleSim, client: RawSocketIO, stops: int) -> list[float]:
+    latencies: list[float] = []
+    for i in range(stops):
+        x = 2.0 if i % 2 == 0 else 13.0
+        target = {"x": x, "y": 7.5, "z": 7.5, "w": 7.5}
+        request = json.dumps({"ManipulatorId": "1", "Position": target, "Speed": 3.0})
+        move = await client.send("set_position", request)
+        await trio.sleep(0.03 + 0.01 * (i % 4))
+        seen = len(sim.received)
+        t0 = trio.current_time()
+        stop = await client.send("stop", "1")
+        assert await client.answer(stop) == [""], "stop failed"
+        await client.answer(move)
+        halts = [r.time for r in sim.received[seen:] if r.raw == HALT]
+        if not halts:
+            raise RuntimeError(f"stop {i}: the simulator saw no <03>")
+        latencies.append((halts[0] - t0) * 1000)
     return latencies
 
 
