@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
@@ -113,9 +112,8 @@ async def test_a_thousand_connections_opened_and_dropped_leak_nothing(tmp_path: 
             for index in range(worker, 1000, 20):
                 kind = index % 4
                 if kind == 0:  # TCP connect and vanish
-                    with socket.create_connection(("127.0.0.1", port), timeout=5):
-                        pass
-                    await trio.lowlevel.checkpoint()
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    await stream.aclose()
                 elif kind == 1:  # Engine.IO session, dropped without a close frame
                     await open_and_drop(port)
                 else:  # Socket.IO client (joined or refused as second), then gone
