@@ -639,14 +639,38 @@ class EngineIOServer:
 
             nursery.start_soon(read)
             nursery.start_soon(watchdog)
+            ws.on_pending = sock.notify
+            sock.direct = functools.partial(self._write_through, ws, sock.sid)
             try:
-                while True:
-                    packets = await sock.take_for_websocket()
-                    if packets is None:
-                        break
-                    if log.isEnabledFor(logging.DEBUG):
-                        log.debug("%s -> %r", sock.sid, packets)
-                    await ws.send_many([encode_packet(p) for p in packets])
+                await self._write_websocket(ws, sock)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 sock.close_now(CloseReason.TRANSPORT_ERROR)
+            finally:
+                sock.direct = None
+                ws.on_pending = None
             nursery.cancel_scope.cancel()
+
+    @staticmethod
+    def _write_through(ws: WebSocket, sid: str, message: str | bytes) -> bool:
+        """Send a message from the caller's task, skipping the writer task when idle."""
+        if ws.try_send_now("4" + message if isinstance(message, str) else message):
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s -> %r", sid, message)
+            return True
+        return False
+
+    async def _write_websocket(self, ws: WebSocket, sock: ServerSocket) -> None:
+        """Send what the session queues (and write-through leftovers) until it is closed."""
+        while True:
+            if ws.has_pending:
+                await ws.flush()
+                continue
+            packets = sock.take_nowait()
+            if packets:
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s -> %r", sock.sid, packets)
+                await ws.send_many([encode_packet(p) for p in packets])
+            elif sock.core.closed:
+                return
+            else:
+                await sock.wait_changed()

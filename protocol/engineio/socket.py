@@ -50,6 +50,9 @@ class ServerSocket:
         self._capacity = size
         self._lot = trio.lowlevel.ParkingLot()
         self.closed_event = trio.Event()
+        # Set by the WebSocket transport while it carries the session: writes a
+        # message at once when nothing is queued, or returns False.
+        self.direct: Callable[[str | bytes], bool] | None = None
         # Set by the transports, read by the HTTP router.
         self.poll_active = False
         self.post_active = False
@@ -86,6 +89,8 @@ class ServerSocket:
             await self._lot.park()
         if self.core.closed:
             raise SessionClosed(self.close_reason)
+        if self.direct is not None and not self._out and self.direct(message):
+            return  # written straight to the socket (see WebSocket.try_send_now)
         self._out.append(Packet(PacketType.MESSAGE, message))
         self._out_messages += 1
         # No extra checkpoint: the transport writer is woken and runs as soon
@@ -173,14 +178,9 @@ class ServerSocket:
                 return [Packet(PacketType.NOOP)]
             await self._lot.park()
 
-    async def take_for_websocket(self) -> list[Packet] | None:
-        """Wait for packets the WebSocket writer should send; None once closed and drained."""
-        while True:
-            if self._out:
-                return self._take_all()
-            if self.core.closed:
-                return None
-            await self._lot.park()
+    def take_nowait(self) -> list[Packet]:
+        """Everything queued for the peer, possibly nothing."""
+        return self._take_all() if self._out else []
 
     def _take_all(self) -> list[Packet]:
         packets = list(self._out)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import struct
 from collections import deque
+from collections.abc import Callable
 
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -78,6 +80,14 @@ class WebSocket:
         self._size = 0
         self._closed = False
         self.write_started: float | None = None
+        # Bytes of a write-through frame the kernel did not take at once; they
+        # go out before anything else. ``on_pending`` wakes whoever flushes.
+        self._pending = b""
+        self.on_pending: Callable[[], None] | None = None
+        try:
+            self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        except OSError:
+            self._fd = -1
 
     @property
     def closed(self) -> bool:
@@ -137,6 +147,44 @@ class WebSocket:
             raise trio.BrokenResourceError("websocket closed")
         await self._write(b"".join(data_frame(m) for m in messages))
 
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def try_send_now(self, message: str | bytes) -> bool:
+        """Write a message at once, without a scheduler pass; False if it must be queued.
+
+        Possible only when no other write is in progress or pending, so frames
+        never interleave. What the kernel does not take right away is kept as
+        pending bytes and ``on_pending`` is called, so the caller never waits
+        on the peer here.
+        """
+        if (
+            self._fd < 0
+            or self._pending
+            or self._closed
+            or self._send_lock.locked()
+            or self._ws.state is not ConnectionState.OPEN
+        ):
+            return False
+        frame = data_frame(message)
+        try:
+            written = os.write(self._fd, frame)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            written = 0  # the flush hits the same error through Trio and reports it
+        if written < len(frame):
+            self._pending = frame[written:]
+            if self.on_pending is not None:
+                self.on_pending()
+        return True
+
+    async def flush(self) -> None:
+        """Send pending write-through bytes, if any."""
+        if self._pending:
+            await self._write(b"")
+
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Send a close frame (once); never raises, never waits past the write timeout."""
         if self._closed or self._ws.state is not ConnectionState.OPEN:
@@ -160,6 +208,8 @@ class WebSocket:
         # No deadline per write (a cancel scope per message is a measurable
         # share of the cost): the owner watches ``write_started`` instead and
         # cancels a write that stalls past the write timeout.
+        if self._pending:
+            data, self._pending = self._pending + data, b""
         self.write_started = trio.current_time()
         try:
             await self._stream.send_all(data)

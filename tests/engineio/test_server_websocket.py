@@ -134,3 +134,30 @@ async def test_a_peer_that_stops_reading_is_cut_off_after_the_write_timeout(
         await done.wait()
     assert outcome == [CloseReason.TRANSPORT_ERROR]
     await stream.aclose()
+
+
+async def test_a_burst_of_messages_arrives_complete_and_in_order(
+    start_server: StartServer,
+) -> None:
+    sizes = [10, 200_000, 3, 70_000, 1, 300_000, 5] * 6
+
+    async def burst(socket: EngineIOSocket) -> None:
+        await socket.receive()  # start once the WebSocket writer is running
+        for i, size in enumerate(sizes):
+            if i % 2:
+                await socket.send(bytes([i % 256]) * size)
+            else:
+                await socket.send(f"{i}:" + "m" * size)
+        await trio.sleep_forever()
+
+    config = EngineIOConfig(path="/engine.io/", ping_interval_ms=60_000)
+    eio = await start_server(config, burst)
+    async with eio.websocket(max_message_size=1 << 20) as ws:
+        await receive(ws)
+        await ws.send_message("4go")
+        for i, size in enumerate(sizes):
+            got = await receive(ws)
+            if i % 2:
+                assert got == bytes([i % 256]) * size, i
+            else:
+                assert got == f"4{i}:" + "m" * size, i
