@@ -27,6 +27,7 @@ class DaemonProcess:
         self.port = 0
         self.messages: list[str] = []
         self._listening = trio.Event()
+        self._new_line = trio.Event()
 
     @property
     def pid(self) -> int:
@@ -41,6 +42,8 @@ class DaemonProcess:
             for raw in complete:
                 line = raw.decode(errors="replace")
                 self.lines.append(line)
+                self._new_line.set()
+                self._new_line = trio.Event()
                 match = _LISTENING.search(line)
                 if match and not self._listening.is_set():
                     self.port = int(match.group(1))
@@ -60,6 +63,17 @@ class DaemonProcess:
                 message = await self.next_notification(timeout_s)
                 if field in message.split("\n"):
                     return message
+
+    async def wait_for_line(self, text: str, timeout_s: float = 10) -> str:
+        """The first log line (already seen or yet to come) containing ``text``."""
+        with trio.fail_after(timeout_s):
+            seen = 0
+            while True:
+                for line in self.lines[seen:]:
+                    if text in line:
+                        return line
+                seen = len(self.lines)
+                await self._new_line.wait()
 
     async def wait_listening(self, timeout_s: float = 20) -> int:
         with trio.fail_after(timeout_s):

@@ -112,7 +112,7 @@ async def test_sigterm_halts_every_stage_of_every_moving_manipulator_and_exits_0
         rig.cancel_scope.cancel()
 
 
-async def test_sighup_reloads_allowed_origins_without_dropping_the_client(
+async def test_sighup_reloads_origins_and_log_level_without_dropping_the_client(
     tmp_path: Path,
 ) -> None:
     first, second = "https://first.example", "https://second.example"
@@ -121,7 +121,11 @@ async def test_sighup_reloads_allowed_origins_without_dropping_the_client(
         await daemon.wait_for("READY=1")
         port = await daemon.wait_listening(5)
         async with sio_client(port) as client, websocket(port, origin=first):
-            (tmp_path / "ephysd.toml").write_text(FAKE_RIG + f'allow_origin = ["{second}"]\n')
+            assert await client.call("get_version")
+            assert not any(" DEBUG " in line for line in daemon.lines)
+            (tmp_path / "ephysd.toml").write_text(
+                FAKE_RIG + f'allow_origin = ["{second}"]\ndebug = true\n'
+            )
             daemon.process.send_signal(signal.SIGHUP)
             await daemon.wait_for("RELOADING=1")
             await daemon.wait_for("READY=1")
@@ -134,3 +138,5 @@ async def test_sighup_reloads_allowed_origins_without_dropping_the_client(
             # The controlling client never noticed.
             assert not client.closed.is_set()
             assert await client.call("get_version")
+            # And the log level followed: wire-level detail now reaches the log.
+            await daemon.wait_for_line(" DEBUG ")
