@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 
+import pytest
 import trio
 
 from protocol.engineio.config import EngineIOConfig
@@ -161,3 +163,16 @@ async def test_a_burst_of_messages_arrives_complete_and_in_order(
                 assert got == bytes([i % 256]) * size, i
             else:
                 assert got == f"4{i}:" + "m" * size, i
+
+
+async def test_debug_logging_shows_wire_packets_both_ways(
+    eio: EIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="protocol.engineio")
+    async with eio.websocket() as ws:
+        await receive(ws)
+        await ws.send_message("4traced")
+        assert await receive(ws) == "4traced"
+    wire = [r.getMessage() for r in caplog.records if "traced" in r.getMessage()]
+    assert any("<-" in line for line in wire)
+    assert any("->" in line for line in wire)
