@@ -186,13 +186,19 @@ async def test_default_heartbeat_frees_control_within_ten_seconds() -> None:
     assert settings.ping_interval_ms + settings.ping_timeout_ms < 10_000
 
 
-@pytest.mark.parametrize("kind", CLIENTS)
-async def test_idle_client_stays_connected_with_the_default_heartbeat(kind: str) -> None:
-    """2 s ping interval / 5 s timeout: both real clients keep answering pings."""
-    async with running_daemon() as daemon:
-        results = await run_client(
-            kind,
-            url_of(daemon),
-            [["connect"], ["sleep", 8], ["call", "get_version"]],
-        )
-        assert results[1] == "2.3.0"
+async def test_idle_clients_stay_connected_with_the_default_heartbeat() -> None:
+    """2 s ping interval / 5 s timeout: both real clients keep answering pings.
+
+    One daemon per client, side by side, so the 8 s idle wait is paid once.
+    """
+    results: dict[str, list[Any]] = {}
+
+    async def idle_then_call(kind: str) -> None:
+        async with running_daemon() as daemon:
+            steps = [["connect"], ["sleep", 8], ["call", "get_version"]]
+            results[kind] = await run_client(kind, url_of(daemon), steps)
+
+    async with trio.open_nursery() as nursery:
+        for kind in CLIENTS:
+            nursery.start_soon(idle_then_call, kind)
+    assert results["python"][1] == results["js"][1] == "2.3.0"
