@@ -195,7 +195,7 @@ async def test_idle_clients_stay_connected_with_the_default_heartbeat() -> None:
 
     async def idle_then_call(kind: str) -> None:
         async with running_daemon() as daemon:
-            steps = [["connect"], ["sleep", 8], ["call", "get_version"]]
+            steps: list[list[Any]] = [["connect"], ["sleep", 8], ["call", "get_version"]]
             results[kind] = await run_client(kind, url_of(daemon), steps)
 
     async with trio.open_nursery() as nursery:
