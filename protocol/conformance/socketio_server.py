@@ -21,6 +21,8 @@ from protocol.transport import RequestInfo
 
 log = logging.getLogger(__name__)
 
+AUTH_ECHO_DELAY_S = 0.02
+
 CONFIG = ServerConfig(
     engineio=EngineIOConfig(
         ping_interval_ms=300,
@@ -45,6 +47,10 @@ def build_server(config: ServerConfig = CONFIG) -> SocketIOServer:
         auth_by_sid.pop(sid, None)
 
     async def on_connected(sid: str) -> None:
+        # The suite's Node.js harness registers one 'message' listener at a time,
+        # so two frames delivered in one TCP read lose the second: let the CONNECT
+        # answer go out on its own before the auth echo follows it.
+        await trio.sleep(AUTH_ECHO_DELAY_S)
         # A sid names one client in one namespace, so emit(to=sid) needs no namespace.
         await server.emit("auth", auth_by_sid.get(sid, {}), to=sid)
 

@@ -66,7 +66,7 @@ class RawSocket:
     async def join(self, namespace_part: str = "") -> str:
         """Engine.IO handshake, then CONNECT (``namespace_part`` like ``/custom,``); the sid."""
         await self.send("40" + namespace_part)
-        answer = await self.recv_packet()
+        answer = await self.recv()
         assert isinstance(answer, str)
         prefix = "40" + (namespace_part.split(",")[0] + "," if namespace_part else "")
         assert answer.startswith(prefix), answer
@@ -89,7 +89,7 @@ async def connected_socket(port: int) -> AsyncIterator[RawSocket]:
     async with raw_socket(port) as sock:
         await sock.handshake()
         await sock.join()
-        assert await sock.recv_packet() == '42["auth",{}]'
+        assert await sock.recv() == '42["auth",{}]'
         yield sock
 
 
