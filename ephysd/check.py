@@ -12,6 +12,7 @@ Each finding is one line; any failure makes the exit status non-zero.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from ephysd.security import LOOPBACK_NETWORKS, AccessPolicy, PolicyError
 log = logging.getLogger(__name__)
 
 OPEN_TIMEOUT_S = 10.0
+_IN_USE = "address in use"
 CLOSE_TIMEOUT_S = 2.0
 
 
@@ -65,7 +67,7 @@ def check_listen(host: str, port: int) -> Finding:
             sock.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return Finding(False, subject, "address in use (is ephysd already running?)")
+                return Finding(False, subject, f"{_IN_USE} (is ephysd already running?)")
             return Finding(False, subject, f"cannot bind: {exc.strerror}")
     loopback = host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
     where = "loopback only" if loopback else "reachable from the network"
@@ -87,8 +89,35 @@ def check_serial_device(spec: str) -> Finding:
         return Finding(False, subject, "not a serial (character) device")
     if not os.access(device, os.R_OK | os.W_OK):
         return Finding(False, subject, "permission denied (is this user in the dialout group?)")
+    busy = _held_by_another_process(device)
+    if busy:
+        return Finding(False, subject, busy)
     real = os.path.realpath(device)
     return Finding(True, subject, "present" + (f" ({real})" if real != device else ""))
+
+
+def _held_by_another_process(device: str) -> str:
+    """Why the device cannot be used now ("" if it can).
+
+    The drivers take an exclusive flock on their port; so do we, for a moment,
+    without sending a byte. A check must never talk to a bridge the running
+    service is using: replies would be stolen and the service confused.
+    """
+    try:
+        fd = os.open(device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            return "busy: in use by another process (is the ephysd service running?)"
+        return f"cannot open: {exc.strerror}"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return "busy: in use by another process (is the ephysd service running?)"
+    except OSError:
+        pass  # a device that cannot be locked at all; the handshake will tell
+    finally:
+        os.close(fd)
+    return ""
 
 
 async def check_platform(
@@ -178,12 +207,22 @@ def main(argv: Sequence[str] = ()) -> int:
             getattr(settings, "token", None),
         )
     )
+    service_running = False
     if not settings.use_proxy:
         host, port = parse_host_port(settings.listen, DEFAULT_PORT)
-        findings.append(check_listen(host, port))
+        listen = check_listen(host, port)
+        findings.append(listen)
+        service_running = not listen.ok and listen.text.startswith(_IN_USE)
     findings.extend(check_serial_device(spec) for spec in settings.port)
     if isinstance(settings.estop, str):
         findings.append(check_serial_device(settings.estop))
+    if service_running:
+        # Handshaking would share the devices with the running daemon (and
+        # closing them would halt its moves). Say so instead.
+        findings.append(
+            Finding(False, "devices", "not checked while ephysd is running; stop it first")
+        )
+        return report(findings)
     try:
         platform = create_platform(settings.platform, platform_options(settings))
     except DeviceError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
@@ -81,6 +82,21 @@ def test_missing_and_non_serial_devices_are_named(tmp_path: Path) -> None:
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_serial_device_held_by_the_running_service_is_reported_not_touched() -> None:
+    master, slave = os.openpty()
+    holder = os.open(os.ttyname(slave), os.O_RDWR | os.O_NOCTTY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the drivers do
+        busy = check_serial_device(os.ttyname(slave))
+        assert not busy.ok and "in use by another process" in busy.text
+        os.set_blocking(master, False)
+        with pytest.raises(BlockingIOError):
+            os.read(master, 100)  # not a byte was sent to the device
+    finally:
+        for fd in (holder, master, slave):
+            os.close(fd)
 
 
 def test_a_busy_listen_address_is_reported() -> None:
@@ -167,3 +183,18 @@ def test_check_command_reports_a_bad_config_file_in_one_line(tmp_path: Path) -> 
     first, last = result.stdout.splitlines()
     assert first.startswith("FAIL  configuration: ") and "platfrom" in first
     assert last == "1 problem(s) found"
+
+
+def test_check_command_leaves_devices_alone_while_the_daemon_is_running(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_check("--platform", "fake", "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    problems = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert problems == [
+        f"FAIL  listen 127.0.0.1:{port}: address in use (is ephysd already running?)",
+        "FAIL  devices: not checked while ephysd is running; stop it first",
+    ]
+    assert "manipulator" not in result.stdout
