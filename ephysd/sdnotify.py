@@ -160,11 +160,21 @@ class Notifier:
             return
         log.info("systemd watchdog: pinging every %.3g s", interval)
         while True:
-            if healthy is None or healthy():
+            if self._healthy(healthy):
                 await self.notify("WATCHDOG=1")
             else:
                 log.error("withholding the systemd watchdog ping: the daemon reports unhealthy")
             await trio.sleep(interval)
+
+    @staticmethod
+    def _healthy(healthy: Callable[[], bool] | None) -> bool:
+        if healthy is None:
+            return True
+        try:
+            return healthy()
+        except Exception:
+            log.exception("health check failed; counting the daemon as unhealthy")
+            return False
 
     def close(self) -> None:
         if self._sock is not None:

@@ -116,3 +116,22 @@ def test_watchdog_interval_honours_watchdog_pid_and_ignores_garbage() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "soon"}) is None
     assert watchdog_interval({"WATCHDOG_USEC": "0"}) is None
     assert watchdog_interval({}) is None
+
+
+async def test_a_failing_health_check_withholds_the_ping_without_crashing(
+    notify_socket: tuple[socket.socket, str],
+) -> None:
+    sock, path = notify_socket
+    notifier = Notifier.from_environ({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+    sock.setblocking(False)
+
+    def broken() -> bool:
+        raise RuntimeError("health check bug")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(notifier.run_watchdog, broken)
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    with pytest.raises(BlockingIOError):
+        sock.recv(4096)
+    notifier.close()
