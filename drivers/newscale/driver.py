@@ -292,8 +292,9 @@ class NewScaleManipulator(Manipulator):
         try:
             if self._selected != address:
                 self._selected = None
-                reply = await self._link.transact(select_stage(address), timeout_s)
-                if reply.args[:2] != (f"{address:02X}", "1"):
+                stage = f"{address:02X}"
+                reply = await self._link.transact(select_stage(address), timeout_s, (stage,))
+                if reply.args[:2] != (stage, "1"):
                     raise DeviceError(
                         f"{self.device}: no stage at bridge address {address:02X} "
                         f"(bridge answered {reply.code} {' '.join(reply.args)})"

@@ -117,17 +117,21 @@ class SerialLink:
                     log.debug("closing %s: %s", self.device, exc)
             log.info("closed %s", self.device)
 
-    async def transact(self, command: bytes, timeout_s: float | None = None) -> Frame:
+    async def transact(
+        self, command: bytes, timeout_s: float | None = None, echo: tuple[str, ...] = ()
+    ) -> Frame:
         """Send ``command`` and return its reply (same code, or an error reply).
 
         The write is shielded so a frame is never cut in half. When cancelled
         while waiting, the reply in flight still gets a short grace period; a
         reply that comes later is discarded by the next transaction, which
-        matches replies by command code.
+        matches replies by command code and by ``echo``, the arguments the
+        reply must start with (so a late ``<A0 01 1>`` cannot answer the select
+        of stage 02).
         """
         stream = self._require_open()
         timeout_s = self.reply_timeout_s if timeout_s is None else timeout_s
-        expected = _expected_code(command)
+        expected = (_expected_code(command), echo)
         self._drop_stale()
         with trio.CancelScope(shield=True):
             await self._write(stream, command)
@@ -177,7 +181,9 @@ class SerialLink:
             raise DeviceLost(f"{self.device} is gone: {exc}") from exc
         log.debug("%s >> %r", self.device, data)
 
-    async def _read_reply(self, stream: trio.abc.Stream, expected: str) -> Frame:
+    async def _read_reply(
+        self, stream: trio.abc.Stream, expected: tuple[str, tuple[str, ...]]
+    ) -> Frame:
         while True:
             try:
                 frame = self._decoder.next_frame()
@@ -186,7 +192,8 @@ class SerialLink:
                 continue
             if frame is not None:
                 log.debug("%s << %s", self.device, frame)
-                if frame.code == expected or (
+                code, echo = expected
+                if (frame.code == code and frame.args[: len(echo)] == echo) or (
                     frame.code in (ILLEGAL_FORMAT, ILLEGAL_STATE) and not frame.args
                 ):
                     return frame

@@ -165,3 +165,11 @@ async def test_stage_losing_host_control_mid_move_halts_the_other_stages(
             await manipulator.move_to(FAR, 1.0)
     assert {1, 3} <= sim.stages_that_received(b"<03>\r")
     assert not sim.stages[1].running and not sim.stages[3].running
+
+
+async def test_late_select_reply_for_another_stage_is_not_taken_as_this_stages_answer(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    await manipulator.position()  # stage 03 selected
+    sim.send_garbage_before_next_reply(b"<A0 02 0>\r")  # a stale select reply
+    assert np.allclose(await manipulator.position(), 7.5)
