@@ -174,3 +174,22 @@ async def test_pulled_cable_mid_move_answers_an_error_within_a_second_and_recove
                 await trio.sleep(0.1)
         back = json.loads(await client.call("set_position", move("1", {**far, "x": 7.4}, 2.0)))
         assert back["Error"] == ""
+
+
+async def test_dropped_reply_mid_move_is_an_error_within_a_second_and_garbage_is_survived(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as (sims, client):
+        far = {"x": 1.0, "y": 7.5, "z": 7.5, "w": 7.5}
+        long_move = await client.send("set_position", move("1", far, 0.5))
+        await trio.sleep(0.3)
+        sims[0].drop_next_reply()
+        answer = await client.answer(long_move, timeout_s=5)
+        assert json.loads(answer["answer"])["Error"] != ""
+        assert answer["elapsed"] < 0.3 + 1.0 + 0.5
+        assert sims[0].stages_that_received(b"<03>\r") == {1, 2, 3}  # halted after the error
+
+        sims[0].send_garbage_before_next_reply(b"\x00\xff<10 1\r>>")
+        after = json.loads(await client.call("get_position", "1", timeout_s=2))
+        assert after["Error"] == ""
+        assert after["Position"]["x"] < 7.5  # where the halted move left it
