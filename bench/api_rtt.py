@@ -280,7 +280,7 @@ def print_resource_ratios(ours: Figures, theirs: Figures) -> None:
         return
     rss = ours.extra["idle_rss_kib"] / theirs.extra["idle_rss_kib"]
     meets = verdict(rss <= 0.6)
-    print(f"idle RSS {ours.short} / {theirs.short}: {rss:.2f}x  (target <= 0.60x: {meets})")
+    print(f"idle RSS {ours.short} / {theirs.short}: {rss:.3f}x  (target <= 0.600x: {meets})")
     if "startup_median_s" in ours.extra and "startup_median_s" in theirs.extra:
         start = ours.extra["startup_median_s"] / theirs.extra["startup_median_s"]
         print(f"start->listen {ours.short} / {theirs.short}: {start:.2f}x (information, no target)")
