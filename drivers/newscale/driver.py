@@ -68,9 +68,10 @@ POLL_INTERVAL_S = 0.01
 NO_PROGRESS_S = 1.0
 MOVE_MARGIN_S = 2.0
 HALT_BUDGET_S = 0.2
-HALT_REPLY_TIMEOUT_S = 0.03
-"""Per halt transaction, so one dead stage cannot use up the budget before the others halt:
-3 selects + 3 halts at 30 ms fit in HALT_BUDGET_S (a reply takes ~1.3 ms on the wire)."""
+HALT_REPLY_TIMEOUT_S = 0.06
+"""Per halt transaction. A dead stage costs one such timeout (its select or its halt), so
+the stages that still answer (~1.3 ms a reply on the wire, a few ms over USB) are halted
+within HALT_BUDGET_S even when two of three stages are dead."""
 CLOSE_BUDGET_S = 0.5
 
 
