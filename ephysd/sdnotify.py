@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # A datagram to systemd is never worth stalling the daemon for.
 SEND_TIMEOUT_S = 1.0
+RETRY_INTERVAL_S = 0.01
 # Refuse absurd WATCHDOG_USEC values rather than ping every microsecond.
 MIN_WATCHDOG_INTERVAL_S = 0.05
 
@@ -72,6 +73,7 @@ class Notifier:
         self._address = address
         self.watchdog_s = watchdog_s if address is not None else None
         self._sock: socket.socket | None = None
+        self._lock = trio.Lock()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Notifier:
@@ -84,11 +86,15 @@ class Notifier:
     def enabled(self) -> bool:
         return self._address is not None
 
-    async def notify(self, *fields: str) -> bool:
+    async def notify(self, *fields: str, wait: bool = True) -> bool:
         """Send ``fields`` (e.g. ``"READY=1"``, ``"STATUS=..."``) as one datagram.
 
         Returns whether it was sent. Failures are logged, never raised: losing
         a status line must not take the daemon down with the probes in the brain.
+        If systemd's queue is full, waits up to SEND_TIMEOUT_S (``wait``) or
+        drops the datagram at once (``wait=False``, for status lines that a
+        later one supersedes). Sends are serialised, so concurrent callers
+        never share the socket.
         """
         if self._address is None or not fields:
             return False
@@ -96,32 +102,28 @@ class Notifier:
             if "=" not in field or "\n" in field:
                 raise ValueError(f"not a single KEY=VALUE notification field: {field!r}")
         payload = "\n".join(fields).encode()
-        try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                self._sock.setblocking(False)
-            with trio.move_on_after(SEND_TIMEOUT_S) as scope:
-                await self._send(self._sock, payload, self._address)
-            if scope.cancelled_caught:
-                log.warning("systemd notify socket did not accept %r in time", fields[0])
-                return False
-        except OSError as exc:
-            log.warning("cannot notify systemd (%s): %s", fields[0], exc)
-            return False
-        return True
-
-    @staticmethod
-    async def _send(sock: socket.socket, payload: bytes, address: str | bytes) -> None:
-        # A plain non-blocking socket (not trio.socket) so that close() works
-        # from anywhere, including after the Trio loop has ended.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
+        async with self._lock:
             try:
-                sock.sendto(payload, address)
-                break
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(sock)
-        await trio.lowlevel.cancel_shielded_checkpoint()
+                if self._sock is None:
+                    # A plain non-blocking socket (not trio.socket), so that
+                    # close() works anywhere, even after the Trio loop ended.
+                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    self._sock.setblocking(False)
+                deadline = trio.current_time() + (SEND_TIMEOUT_S if wait else 0.0)
+                while True:
+                    try:
+                        self._sock.sendto(payload, self._address)
+                        return True
+                    except BlockingIOError:
+                        # A datagram peer's full queue does not show in poll(),
+                        # so retry on a short timer, bounded.
+                        if trio.current_time() >= deadline:
+                            log.warning("systemd notify queue full; dropped %r", fields[0][:60])
+                            return False
+                        await trio.sleep(RETRY_INTERVAL_S)
+            except OSError as exc:
+                log.warning("cannot notify systemd (%s): %s", fields[0][:60], exc)
+                return False
 
     async def ready(self, status: str | None = None) -> bool:
         fields = ["READY=1"]
@@ -130,7 +132,7 @@ class Notifier:
         return await self.notify(*fields)
 
     async def status(self, status: str) -> bool:
-        return await self.notify(f"STATUS={one_line(status)}")
+        return await self.notify(f"STATUS={one_line(status)}", wait=False)
 
     async def stopping(self, status: str | None = None) -> bool:
         fields = ["STOPPING=1"]

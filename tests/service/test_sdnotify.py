@@ -109,6 +109,15 @@ async def test_an_unhealthy_daemon_withholds_its_watchdog_ping(
     notifier.close()
 
 
+def received_now(sock: socket.socket) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(4096))
+        except BlockingIOError:
+            return out
+
+
 def test_watchdog_interval_honours_watchdog_pid_and_ignores_garbage() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "10000000"}) == 5.0
     assert watchdog_interval({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}, pid=2) is None
@@ -134,4 +143,46 @@ async def test_a_failing_health_check_withholds_the_ping_without_crashing(
         nursery.cancel_scope.cancel()
     with pytest.raises(BlockingIOError):
         sock.recv(4096)
+    notifier.close()
+
+
+async def test_a_full_notify_queue_never_raises_nor_stalls_status_updates(
+    notify_socket: tuple[socket.socket, str],
+) -> None:
+    sock, path = notify_socket
+    notifier = Notifier.from_environ({"NOTIFY_SOCKET": path})
+    # Nobody reads: the receiver's queue fills up (net.unix.max_dgram_qlen).
+    results: list[bool] = []
+
+    async def send(index: int) -> None:
+        results.append(await notifier.notify(f"STATUS=message {index}", wait=False))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            for index in range(500):
+                nursery.start_soon(send, index)
+    assert results.count(True) >= 1 and results.count(False) >= 1
+    start = trio.current_time()
+    assert not await notifier.status("dropped at once")
+    assert trio.current_time() - start < 0.5
+    # Important messages wait (bounded) for room: reading makes room.
+    sock.setblocking(False)
+    drained: list[bytes] = []
+    sent: list[bool] = []
+
+    async def stop() -> None:
+        sent.append(await notifier.stopping())
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop)
+            await trio.sleep(0.05)
+            while not sent:
+                try:
+                    drained.append(sock.recv(4096))
+                except BlockingIOError:
+                    await trio.sleep(0.01)
+    drained.extend(received_now(sock))
+    assert sent == [True]
+    assert b"STOPPING=1" in drained
     notifier.close()
