@@ -136,3 +136,28 @@ async def test_a_thousand_connections_opened_and_dropped_leak_nothing(tmp_path: 
         # Control was released every time: a new client gets it.
         async with sio_client(port) as client:
             assert await client.call("get_version")
+
+
+async def test_hostile_packets_cost_the_sender_its_session_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    hostile = [
+        '42["get_position",' + "[" * 30000 + "]" * 30000 + "]",  # nesting bomb
+        '42["get_position",' + '{"a":' * 10000 + "1" + "}" * 10000 + "]",
+        '42["get_position","' + "\\ud800" * 5000 + '"]',  # invalid UTF-16
+        "42[" + ",".join(["1"] * 20000) + "]",  # event name not a string
+        "4" + "9" * 5000,  # absurd packet id
+    ]
+    async with run_daemon(tmp_path, FAKE_RIG) as daemon:
+        await daemon.wait_for("READY=1")
+        port = await daemon.wait_listening(5)
+        before = rss_kib(daemon.pid)
+        for packet in hostile:
+            async with sio_client(port) as client:
+                await client.ws.send_message(packet)
+                with trio.move_on_after(2):
+                    await client.closed.wait()
+            async with sio_client(port) as client:
+                assert await client.call("get_version"), packet[:40]
+        assert rss_kib(daemon.pid) - before < 5 * 1024
+        assert "Traceback" not in daemon.output()
