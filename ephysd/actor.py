@@ -104,7 +104,10 @@ class Stop(msgspec.Struct, frozen=True):
     reply: ReplySlot[Result[None]]
 
 
-Request = GetPosition | GetAngles | GetShankCount | MoveTo | MoveDepth | SetInsideBrain
+# Reads go to a pool of reader tasks, in any order; control messages go through
+# the actor's loop in arrival order (a move after set_inside_brain must see it).
+ReadRequest = GetPosition | GetAngles | GetShankCount
+ControlRequest = MoveTo | MoveDepth | SetInsideBrain
 
 
 class ActorLimits(msgspec.Struct, frozen=True):
@@ -120,6 +123,9 @@ class ActorLimits(msgspec.Struct, frozen=True):
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 10.0
     queue_size: int = 256
+    # Reads served at once; one more waits until a reader is free. A hung
+    # device ties up readers only until read_timeout_s.
+    readers: int = 8
 
 
 class ActorHandle:
@@ -128,19 +134,24 @@ class ActorHandle:
     def __init__(
         self,
         manipulator_id: str,
-        requests: trio.MemorySendChannel[Request],
+        reads: trio.MemorySendChannel[ReadRequest],
+        control: trio.MemorySendChannel[ControlRequest],
         stops: trio.MemorySendChannel[Stop],
         send_timeout_s: float,
     ) -> None:
         self.id = manipulator_id
-        self._requests = requests
+        self._reads = reads
+        self._control = control
         self._stops = stops
         self._send_timeout_s = send_timeout_s
 
     async def _ask(self, channel: trio.MemorySendChannel[Any], message: Any, slot: Any) -> Any:
         try:
-            with trio.fail_after(self._send_timeout_s):
-                await channel.send(message)
+            try:
+                channel.send_nowait(message)  # the usual case: room in the queue
+            except trio.WouldBlock:
+                with trio.fail_after(self._send_timeout_s):
+                    await channel.send(message)
         except trio.TooSlowError:
             return Result(error=error_text(DeviceTimeout(f"Manipulator {self.id} is busy.")))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -149,34 +160,34 @@ class ActorHandle:
 
     async def get_position(self) -> Result[Vector4]:
         slot: ReplySlot[Result[Vector4]] = ReplySlot()
-        result: Result[Vector4] = await self._ask(self._requests, GetPosition(slot), slot)
+        result: Result[Vector4] = await self._ask(self._reads, GetPosition(slot), slot)
         return result
 
     async def get_angles(self) -> Result[Vector3]:
         slot: ReplySlot[Result[Vector3]] = ReplySlot()
-        result: Result[Vector3] = await self._ask(self._requests, GetAngles(slot), slot)
+        result: Result[Vector3] = await self._ask(self._reads, GetAngles(slot), slot)
         return result
 
     async def get_shank_count(self) -> Result[int]:
         slot: ReplySlot[Result[int]] = ReplySlot()
-        result: Result[int] = await self._ask(self._requests, GetShankCount(slot), slot)
+        result: Result[int] = await self._ask(self._reads, GetShankCount(slot), slot)
         return result
 
     async def move_to(self, position: Vector4, speed: float) -> Result[Vector4]:
         slot: ReplySlot[Result[Vector4]] = ReplySlot()
         result: Result[Vector4] = await self._ask(
-            self._requests, MoveTo(position, speed, slot), slot
+            self._control, MoveTo(position, speed, slot), slot
         )
         return result
 
     async def move_depth(self, depth: float, speed: float) -> Result[float]:
         slot: ReplySlot[Result[float]] = ReplySlot()
-        result: Result[float] = await self._ask(self._requests, MoveDepth(depth, speed, slot), slot)
+        result: Result[float] = await self._ask(self._control, MoveDepth(depth, speed, slot), slot)
         return result
 
     async def set_inside_brain(self, inside: bool) -> Result[bool]:
         slot: ReplySlot[Result[bool]] = ReplySlot()
-        result: Result[bool] = await self._ask(self._requests, SetInsideBrain(inside, slot), slot)
+        result: Result[bool] = await self._ask(self._control, SetInsideBrain(inside, slot), slot)
         return result
 
     async def stop(self) -> Result[None]:
@@ -188,12 +199,14 @@ class ActorHandle:
 class _Move:
     """The one running (or about to run) move of an actor."""
 
-    __slots__ = ("done", "scope", "superseded")
+    __slots__ = ("done", "previous", "scope", "superseded")
 
-    def __init__(self) -> None:
+    def __init__(self, previous: _Move | None) -> None:
         self.scope = trio.CancelScope()
         self.done = trio.Event()
         self.superseded = False
+        # The move this one replaced; it must have wound down before we drive.
+        self.previous = previous
 
 
 class Actor:
@@ -206,12 +219,16 @@ class Actor:
         self.id = manipulator.id
         self._info = info
         self._limits = limits or ActorLimits()
-        self._requests_send, self._requests = trio.open_memory_channel[Request](
-            self._limits.queue_size
-        )
-        self._stops_send, self._stops = trio.open_memory_channel[Stop](self._limits.queue_size)
+        size = self._limits.queue_size
+        self._reads_send, self._reads = trio.open_memory_channel[ReadRequest](size)
+        self._control_send, self._control = trio.open_memory_channel[ControlRequest](size)
+        self._stops_send, self._stops = trio.open_memory_channel[Stop](size)
         self.handle = ActorHandle(
-            self.id, self._requests_send, self._stops_send, self._limits.send_timeout_s
+            self.id,
+            self._reads_send,
+            self._control_send,
+            self._stops_send,
+            self._limits.send_timeout_s,
         )
         self._move: _Move | None = None
         self._inside_brain = False
@@ -246,10 +263,12 @@ class Actor:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._serve_stops)
+                for _ in range(self._limits.readers):
+                    nursery.start_soon(self._serve_reads)
                 log.info("manipulator %s ready", self.id)
                 task_status.started(self.handle)
-                async for message in self._requests:
-                    nursery.start_soon(self._dispatch, message)
+                async for message in self._control:
+                    self._dispatch_control(message, nursery)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(self._limits.halt_timeout_s):
                 await self.manipulator.close()
@@ -321,25 +340,46 @@ class Actor:
 
     # --- message handlers ------------------------------------------------------
 
-    async def _dispatch(self, message: Request) -> None:
-        if not self._online and not isinstance(message, SetInsideBrain):
+    async def _serve_reads(self) -> None:
+        async for message in self._reads:
+            if not self._online:
+                message.reply.put(Result(error=self._offline_error()))
+                continue
+            match message:
+                case GetPosition():
+                    await self._get_position(message)
+                case GetAngles():
+                    await self._get_angles(message)
+                case GetShankCount():
+                    await self._get_shank_count(message)
+
+    def _dispatch_control(self, message: ControlRequest, nursery: trio.Nursery) -> None:
+        """Decide on a control message at once, in arrival order; never waits."""
+        if isinstance(message, SetInsideBrain):
+            self._inside_brain = message.inside
+            log.info("manipulator %s inside brain: %s", self.id, message.inside)
+            message.reply.put(Result(value=message.inside))
+            return
+        if not self._online:
             message.reply.put(Result(error=self._offline_error()))
             return
-        match message:
-            case GetPosition():
-                await self._get_position(message)
-            case GetAngles():
-                await self._get_angles(message)
-            case GetShankCount():
-                await self._get_shank_count(message)
-            case MoveTo():
-                await self._move_to(message)
-            case MoveDepth():
-                await self._move_depth(message)
-            case SetInsideBrain():
-                self._inside_brain = message.inside
-                log.info("manipulator %s inside brain: %s", self.id, message.inside)
-                message.reply.put(Result(value=message.inside))
+        if isinstance(message, MoveTo):
+            if self._inside_brain:
+                log.error("manipulator %s set_position refused: %s", self.id, INSIDE_BRAIN_REFUSAL)
+                message.reply.put(Result(error=INSIDE_BRAIN_REFUSAL))
+                return
+            nursery.start_soon(self._move_to, message, self._claim_move())
+        else:
+            nursery.start_soon(self._move_depth, message, self._claim_move())
+
+    def _claim_move(self) -> _Move:
+        """Make a new move the current one; the running one is superseded now."""
+        previous = self._move
+        move = self._move = _Move(previous)
+        if previous is not None:
+            previous.superseded = True
+            previous.scope.cancel()
+        return move
 
     async def _get_position(self, message: GetPosition) -> None:
         try:
@@ -375,17 +415,14 @@ class Actor:
         return seconds if math.isfinite(seconds) else math.inf
 
     async def _run_move(
-        self, drive: Callable[[], Awaitable[T]], speed: float
+        self, move: _Move, drive: Callable[[], Awaitable[T]], speed: float
     ) -> tuple[T | None, str]:
-        """Run ``drive`` as this actor's one move: supersede the previous one,
-        bound it, make it stoppable. Returns (driver result or None, error)."""
-        move = _Move()
-        previous, self._move = self._move, move
+        """Run ``drive`` as ``move`` once the move it superseded has wound down;
+        bounded and stoppable. Returns (driver result or None, error)."""
         try:
-            if previous is not None:
-                previous.superseded = True
-                previous.scope.cancel()
-                await previous.done.wait()
+            if move.previous is not None:
+                await move.previous.done.wait()
+                move.previous = None
             result: T | None = None
             error = ""
             deadline = self._move_deadline_s(speed)
@@ -408,15 +445,11 @@ class Actor:
                 self._move = None
             move.done.set()
 
-    async def _move_to(self, message: MoveTo) -> None:
-        if self._inside_brain:
-            log.error("manipulator %s set_position refused: %s", self.id, INSIDE_BRAIN_REFUSAL)
-            message.reply.put(Result(error=INSIDE_BRAIN_REFUSAL))
-            return
+    async def _move_to(self, message: MoveTo, move: _Move) -> None:
         target = np.asarray(message.position.as_tuple(), dtype=np.float64)
         log.info("manipulator %s move to %s at %s mm/s", self.id, message.position, message.speed)
         final, error = await self._run_move(
-            lambda: self.manipulator.move_to(target, message.speed), message.speed
+            move, lambda: self.manipulator.move_to(target, message.speed), message.speed
         )
         if error:
             message.reply.put(Result(error=error))
@@ -439,10 +472,10 @@ class Actor:
                 return
         message.reply.put(Result(value=reached_v))
 
-    async def _move_depth(self, message: MoveDepth) -> None:
+    async def _move_depth(self, message: MoveDepth, move: _Move) -> None:
         log.info("manipulator %s depth to %s at %s mm/s", self.id, message.depth, message.speed)
         final, error = await self._run_move(
-            lambda: self.manipulator.move_depth(message.depth, message.speed), message.speed
+            move, lambda: self.manipulator.move_depth(message.depth, message.speed), message.speed
         )
         if error:
             message.reply.put(Result(error=error))

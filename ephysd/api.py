@@ -75,7 +75,7 @@ class Api:
         if handler is None:
             log.error("unknown event %r", event)
             return UNKNOWN_EVENT
-        log.debug("event %s %r", event, list(args))
+        log.debug("event %s %r", event, args)
         try:
             return await handler(args)
         except MalformedRequest as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import trio
+import trio.testing
 
 from drivers.fake import FakePlatform
 from ephysd.api import Api
@@ -142,3 +143,20 @@ async def test_nothing_moves_unless_asked(api: Api, platform: FakePlatform) -> N
     await api.handle("stop_all", [])
     await trio.sleep(0.1)
     assert all(m.moves_started == 0 for m in platform.manipulators)
+
+
+async def test_back_to_back_moves_are_decided_in_arrival_order(api: Api) -> None:
+    """Three moves sent without waiting for acks: the last one sent is the one that runs."""
+    answers: dict[float, str] = {}
+
+    async def send(x: float) -> None:
+        answers[x] = await api.handle("set_position", [move("6", x, speed=50.0)])
+
+    async with trio.open_nursery() as nursery:
+        for x in (3.0, 2.0, 1.0):
+            nursery.start_soon(send, x)
+            await trio.testing.wait_all_tasks_blocked()
+    assert json.loads(answers[1.0])["Error"] == ""
+    for x in (3.0, 2.0):
+        assert "superseded" in json.loads(answers[x])["Error"]
+    assert await position_x(api, "6") == 1.0
