@@ -1,10 +1,16 @@
 """One actor task per manipulator: the only code that touches its device.
 
 The API never calls a driver. It sends a msgspec message carrying a one-shot
-:class:`ReplySlot` down the actor's channel and awaits the slot. The actor
-handles every message in a child task, so a read is answered while a move is
-running (the driver serialises its own transactions), and the loop itself never
-waits on the device.
+:class:`ReplySlot` down one of the actor's channels and awaits the slot:
+
+- reads (position, angles, shank count) go to a small pool of reader tasks,
+  so a read is answered while a move is running (the driver serialises its
+  own transactions) and a slow read never holds up the others;
+- control messages (moves, inside-brain) go through the actor's loop, which
+  decides each one at once, in arrival order, and never waits on the device:
+  a move is claimed there (superseding the running one) and then driven in a
+  child task;
+- ``stop`` has a channel of its own (below).
 
 A move runs inside a :class:`trio.CancelScope` the actor keeps. ``stop`` comes
 in on a separate priority channel, so it never queues behind other requests; it
