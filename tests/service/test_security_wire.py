@@ -161,3 +161,26 @@ async def test_hostile_packets_cost_the_sender_its_session_and_nothing_else(
                 assert await client.call("get_version"), packet[:40]
         assert rss_kib(daemon.pid) - before < 5 * 1024
         assert "Traceback" not in daemon.output()
+
+
+async def test_sessions_beyond_the_connection_limit_are_refused_until_one_ends(
+    tmp_path: Path,
+) -> None:
+    config = FAKE_RIG + "[limits]\nmax_connections = 3\n"
+    async with run_daemon(tmp_path, config) as daemon:
+        await daemon.wait_for("READY=1")
+        port = await daemon.wait_listening(5)
+        async with websocket(port), websocket(port), websocket(port):
+            with pytest.raises(Refused) as refused:
+                async with websocket(port):
+                    pass
+            assert refused.value.status == 503
+        # The three sessions closed; room again.
+        with trio.fail_after(10):
+            while True:
+                try:
+                    async with sio_client(port) as client:
+                        assert await client.call("get_version")
+                        break
+                except Refused:
+                    await trio.sleep(0.1)
