@@ -122,11 +122,18 @@ class WebSocket:
 
     async def _add_part(self, event: TextMessage | BytesMessage) -> None:
         data: str | bytes = event.data if isinstance(event.data, str) else bytes(event.data)
-        self._size += len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+        size = len(data)
+        if isinstance(data, str) and self._size + 4 * size > self._max:
+            size = len(data.encode("utf-8"))  # exact count only when it could matter
+        self._size += size
         if self._size > self._max:
             log.debug("websocket message over %d bytes: closing with 1009", self._max)
             await self.close(CLOSE_TOO_BIG, "message too big")
             raise MessageTooBig
+        if event.message_finished and not self._parts:
+            self._ready.append(data)  # the usual single-frame message
+            self._size = 0
+            return
         self._parts.append(data)
         if event.message_finished:
             if isinstance(event, TextMessage):
