@@ -211,3 +211,30 @@ async def test_an_unexpected_failure_still_answers(
 
     monkeypatch.setitem(api._handlers, "get_manipulators", broken)
     assert await api.handle("get_manipulators", []) == '{"error": "RuntimeError: oops"}'
+
+
+async def test_device_lost_mid_move_fails_that_move_and_recovers(
+    api: Api, platform: FakePlatform
+) -> None:
+    answers: list[str] = []
+
+    async def long_move() -> None:
+        request = '{"ManipulatorId":"2","Position":{"x":5},"Speed":1}'
+        answers.append(await api.handle("set_position", [request]))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(long_move)
+            await trio.sleep(0.2)
+            platform.manipulators[2].unplug()
+    assert json.loads(answers[0])["Error"].startswith("DeviceLost: fake manipulator 2 unplugged")
+    request = {"ManipulatorId": "2", "Position": {}, "Speed": 1}
+    offline = json.loads(await api.handle("set_position", [request]))
+    assert offline["Error"].startswith("DeviceLost: Manipulator 2 is offline")
+    platform.manipulators[2].replug()
+    for _ in range(100):
+        if json.loads(await api.handle("get_position", ["2"]))["Error"] == "":
+            break
+        await trio.sleep(0.05)
+    else:
+        raise AssertionError("manipulator 2 did not come back online")

@@ -202,3 +202,18 @@ async def test_idle_clients_stay_connected_with_the_default_heartbeat() -> None:
         for kind in CLIENTS:
             nursery.start_soon(idle_then_call, kind)
     assert results["python"][1] == results["js"][1] == "2.3.0"
+
+
+async def test_motion_can_be_kept_when_the_controller_leaves_if_configured() -> None:
+    platform = FakePlatform()
+    async with running_daemon(platform, stop_on_disconnect=False) as daemon:
+        steps = [["connect"], ["start", "set_position", move("2", 10, 1)], ["disconnect"]]
+        await run_client("python", url_of(daemon), steps)
+        assert daemon.policy is not None
+        with trio.fail_after(5):
+            await daemon.policy.wait_until_free()
+        fake = platform.manipulators[2]
+        before = float((await fake.position())[0])
+        await trio.sleep(0.2)
+        assert float((await fake.position())[0]) > before
+        assert fake.halts == 0
