@@ -107,8 +107,12 @@ async def run_daemon(
     *,
     watchdog_usec: int | None = None,
     args: Sequence[str] = (),
+    wrapper: Sequence[str] = (),
 ) -> AsyncIterator[DaemonProcess]:
-    """Start ``ephysd --config`` under a fake systemd; SIGKILL it if the test leaves it running."""
+    """Start ``ephysd --config`` under a fake systemd; SIGKILL it if the test leaves it running.
+
+    ``wrapper`` is a command prefix that execs the daemon (a sandbox).
+    """
     config_path = tmp_path / "ephysd.toml"
     config_path.write_text(config)
     notify_path = str(tmp_path / "notify")
@@ -120,7 +124,7 @@ async def run_daemon(
     if watchdog_usec is not None:
         env["WATCHDOG_USEC"] = str(watchdog_usec)
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "ephysd", "--config", str(config_path), *args],
+        [*wrapper, sys.executable, "-m", "ephysd", "--config", str(config_path), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,

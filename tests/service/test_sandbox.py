@@ -1,0 +1,76 @@
+"""The daemon works inside the unit's process restrictions that can be applied here.
+
+ephysd.service sets NoNewPrivileges=yes, CapabilityBoundingSet= (none) and
+MemoryDenyWriteExecute=yes. A library that needs writable+executable memory
+(a JIT, libffi closures) would crash the service on the rig only, so the
+daemon is run here under the same three rules (setpriv and prctl(PR_SET_MDWE)),
+drives a New Scale simulator through a move and a stop, and exits on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from drivers.newscale.sim import NewScaleSim
+from tests.service.daemon import run_daemon
+from tests.service.sio import sio_client
+
+MDWE_EXEC = Path(__file__).with_name("mdwe_exec.py")
+
+
+def sandbox() -> list[str]:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    if os.geteuid() != 0:
+        pytest.skip("dropping the capability bounding set needs root")
+    major, minor = (int(part) for part in platform.release().split(".")[:2])
+    if (major, minor) < (6, 3):
+        pytest.skip("prctl(PR_SET_MDWE) needs Linux 6.3 or later")
+    return [
+        "setpriv",
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        sys.executable,
+        str(MDWE_EXEC),
+    ]
+
+
+async def test_daemon_moves_stops_and_exits_under_the_units_restrictions(
+    tmp_path: Path,
+) -> None:
+    wrapper = sandbox()
+    sim = NewScaleSim()
+    async with trio.open_nursery() as rig:
+        path = await rig.start(sim.run)
+        config = f'platform = "newscale"\nlisten = "127.0.0.1:0"\nport = ["{path}"]\n'
+        async with run_daemon(tmp_path, config, wrapper=wrapper) as daemon:
+            await daemon.wait_for("READY=1")
+            port = await daemon.wait_listening(5)
+            status = (await trio.Path(f"/proc/{daemon.pid}/status").read_text()).splitlines()
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+            assert fields["NoNewPrivs"].strip() == "1"
+            assert int(fields["CapBnd"].strip(), 16) == 0
+            async with sio_client(port) as client:
+                request = {
+                    "ManipulatorId": "1",
+                    "Position": {"x": 7.6, "y": 7.5, "z": 7.5, "w": 7.5},
+                    "Speed": 1.0,
+                }
+                answer = json.loads(await client.call("set_position", json.dumps(request)))
+                assert answer["Error"] == "", answer
+                assert await client.call("stop", "1") == ""
+            daemon.process.send_signal(signal.SIGTERM)
+            assert await daemon.wait_exit(10) == 0, daemon.output()
+            assert "MemoryError" not in daemon.output()
+            assert "Permission denied" not in daemon.output()
+        rig.cancel_scope.cancel()
