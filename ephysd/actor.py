@@ -259,13 +259,13 @@ class Actor:
         DeviceError), so a wrong ``--port`` ends the daemon with one line.
         """
         try:
-            with trio.fail_after(self._limits.open_timeout_s):
-                await self.manipulator.open()
-        except trio.TooSlowError:
-            raise DeviceError(
-                f"Manipulator {self.id} did not answer within {self._limits.open_timeout_s} s."
-            ) from None
-        try:
+            try:
+                with trio.fail_after(self._limits.open_timeout_s):
+                    await self.manipulator.open()
+            except trio.TooSlowError:
+                raise DeviceError(
+                    f"Manipulator {self.id} did not answer within {self._limits.open_timeout_s} s."
+                ) from None
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._serve_stops)
