@@ -77,7 +77,9 @@ class Api:
             return UNKNOWN_EVENT
         log.debug("event %s %r", event, args)
         try:
-            return await handler(args)
+            answer = await handler(args)
+            log.debug("event %s answered %.500s", event, answer)
+            return answer
         except MalformedRequest as exc:
             shown = args[0] if args else "(no argument)"
             log.error("malformed %s request: %s; got %.200r", event, exc, shown)
