@@ -12,10 +12,11 @@ import json
 from collections.abc import AsyncIterator
 from functools import partial
 
+import msgspec
 import pytest
 import trio
 
-from protocol.conformance.socketio_server import AUTH_ECHO_DELAY_S, build_server
+from protocol.conformance.socketio_server import AUTH_ECHO_DELAY_S, CONFIG, build_server
 from tests.socketio.raw import (
     STEP_S,
     connected_socket,
@@ -33,6 +34,20 @@ HANDSHAKE_KEYS = {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"
 async def port() -> AsyncIterator[int]:
     async with trio.open_nursery() as nursery:
         _, bound = await nursery.start(partial(build_server().serve, "127.0.0.1", 0))
+        yield bound
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def heartbeat_port() -> AsyncIterator[int]:
+    """The suite's server, but with a connect timeout the heartbeat checks cannot race.
+
+    Three 300 ms ping rounds end just before the 1 s connect timeout; on a busy
+    machine that margin is too thin for a deterministic test of the heartbeat.
+    """
+    config = msgspec.structs.replace(CONFIG, connect_timeout_ms=10_000)
+    async with trio.open_nursery() as nursery:
+        _, bound = await nursery.start(partial(build_server(config).serve, "127.0.0.1", 0))
         yield bound
         nursery.cancel_scope.cancel()
 
@@ -116,9 +131,9 @@ async def test_websocket_with_invalid_eio_or_transport_is_refused_or_closed(
 
 
 async def test_polling_session_is_pinged_every_interval_and_answered_pongs_keep_it(
-    port: int,
+    heartbeat_port: int,
 ) -> None:
-    async with http_client(port) as http:
+    async with http_client(heartbeat_port) as http:
         sid = await open_polling_session(http)
         for _ in range(3):
             poll = await http.get("/socket.io/", params=polling(sid))
@@ -130,13 +145,14 @@ async def test_polling_session_is_pinged_every_interval_and_answered_pongs_keep_
 async def test_polling_session_without_pong_is_closed_after_ping_timeout(port: int) -> None:
     async with http_client(port) as http:
         sid = await open_polling_session(http)
-        await trio.sleep((PING_INTERVAL_MS + PING_TIMEOUT_MS) / 1000 + 0.05)
+        # The suite sleeps exactly interval + timeout; leave room for a busy machine.
+        await trio.sleep((PING_INTERVAL_MS + PING_TIMEOUT_MS) / 1000 + 0.3)
         poll = await http.get("/socket.io/", params=polling(sid))
     assert poll.status_code == 400
 
 
-async def test_websocket_session_is_pinged_every_interval(port: int) -> None:
-    async with raw_socket(port) as sock:
+async def test_websocket_session_is_pinged_every_interval(heartbeat_port: int) -> None:
+    async with raw_socket(heartbeat_port) as sock:
         await sock.handshake()
         for _ in range(3):
             assert await sock.recv() == "2"

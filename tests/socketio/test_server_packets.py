@@ -110,12 +110,13 @@ async def test_any_namespace_is_allowed_when_the_config_lists_none() -> None:
 
 async def test_a_session_that_joins_nothing_is_closed_after_the_connect_timeout() -> None:
     async with trio.open_nursery() as nursery:
-        harness = Harness(make_server(connect_timeout_ms=50), nursery)
-        eio = harness.open()
-        with trio.fail_after(2):
-            await eio.closed.wait()
+        harness = Harness(make_server(connect_timeout_ms=200), nursery)
+        idle = harness.open()
         joined_eio, _ = await harness.joined()
-        await trio.sleep(0.1)
+        with trio.fail_after(2):
+            await idle.closed.wait()
+        assert idle.close_reason is CloseReason.SERVER
+        await trio.sleep(0.25)  # well past the timeout of the session that joined
         assert joined_eio.close_reason is None
         nursery.cancel_scope.cancel()
 
