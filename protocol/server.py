@@ -2,11 +2,13 @@
 
 It sits on Engine.IO sessions (one :class:`EngineIOSocket` per client, whatever
 the transport) and never sees HTTP or WebSocket. Per client it runs one
-receive loop that decodes packets in order, and one task per incoming event in
-the client's own nursery, so a slow handler (a probe move that acks when it
-ends) never delays that client's other events, such as ``stop``. A bound on
-concurrent handlers per client keeps a flood from growing without limit: when
-it is reached the receive loop simply stops reading until one finishes.
+receive loop that decodes packets in order (joins, leaves and acks are handled
+right there, so they never race the events after them), and runs each event
+on a task of the client's own handler pool, so a slow handler (a probe move
+that acks when it ends) never delays that client's other events, such as
+``stop``. A bound on concurrent handlers per client keeps a flood from growing
+without limit: when it is reached the receive loop simply stops reading until
+one finishes. When the session ends, its in-flight handlers are cancelled.
 
 Handler contract, everywhere: the handler's return value is the ack. ``None``
 acks with no arguments, a tuple with several, anything else with one. The ack
@@ -283,7 +285,7 @@ class SocketIOServer:
             async with trio.open_nursery() as nursery:
                 client.pool = HandlerPool(nursery, client.max_handlers, self._run_event)
                 nursery.start_soon(self._enforce_connect_timeout, client)
-                reason = await self._receive_loop(client, nursery)
+                reason = await self._receive_loop(client)
                 nursery.cancel_scope.cancel()
             await self._leave_all(client, reason)
         except Exception:
@@ -310,7 +312,7 @@ class SocketIOServer:
                 log.info("sid=%s joined no namespace in time; closing", client.eio.sid)
                 await client.eio.close(CloseReason.SERVER)
 
-    async def _receive_loop(self, client: _Client, nursery: trio.Nursery) -> str:
+    async def _receive_loop(self, client: _Client) -> str:
         """Decode and dispatch until the session ends; return the disconnect reason."""
         eio = client.eio
         decoder = Decoder(self._config.max_attachments, self._config.engineio.max_payload)
@@ -322,7 +324,7 @@ class SocketIOServer:
             try:
                 packet = decoder.receive(message)
                 if packet is not None:
-                    await self._dispatch(client, packet, nursery)
+                    await self._dispatch(client, packet)
             except (RemoteProtocolError, _ProtocolViolation) as exc:
                 log.warning("sid=%s protocol error, closing: %s", eio.sid, exc)
                 await eio.close(CloseReason.PARSE_ERROR)
@@ -330,7 +332,7 @@ class SocketIOServer:
             except SessionClosed as exc:
                 return exc.reason.value
 
-    async def _dispatch(self, client: _Client, packet: Packet, nursery: trio.Nursery) -> None:
+    async def _dispatch(self, client: _Client, packet: Packet) -> None:
         t = packet.type
         if t is PacketType.CONNECT:
             await self._join(client, packet)
