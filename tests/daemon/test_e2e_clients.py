@@ -88,11 +88,23 @@ GOLDEN: list[tuple[list[Any], Any]] = [
 ]
 
 
-@pytest.mark.parametrize("kind", CLIENTS)
-async def test_every_event_answers_the_golden_text(kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "transports"),
+    [
+        ("python", None),
+        ("js", None),
+        ("python", ["polling"]),
+        ("js", ["polling"]),
+        ("js", ["websocket"]),
+    ],
+)
+async def test_every_event_answers_the_golden_text(kind: str, transports: list[str] | None) -> None:
+    steps = [["connect", transports], *(step for step, _ in GOLDEN[1:])]
     async with running_daemon() as daemon:
-        results = await run_client(kind, url_of(daemon), [step for step, _ in GOLDEN])
+        results = await run_client(kind, url_of(daemon), steps)
     assert "connected" in results[0]
+    if transports is not None:
+        assert results[0]["connected"] == transports[0]
     for (step, expected), got in zip(GOLDEN[1:], results[1:], strict=True):
         assert got == expected, step
 
