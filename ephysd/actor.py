@@ -241,6 +241,9 @@ class Actor:
         self._online = True
         self._lost_reason = ""
         self._nursery: trio.Nursery | None = None
+        # Device calls under way, and an event set each time that drops to 0.
+        self._in_flight = 0
+        self._idle = trio.Event()
 
     @property
     def online(self) -> bool:
@@ -298,6 +301,10 @@ class Actor:
         self._nursery.start_soon(self._reconnect)
 
     async def _reconnect(self) -> None:
+        # Let calls still inside the driver (each bounded) fail first, so the
+        # driver never sees open() racing a read of the old connection.
+        if self._in_flight:
+            await self._idle.wait()
         delay = self._limits.reconnect_initial_s
         attempt = 0
         while True:
@@ -320,6 +327,7 @@ class Actor:
 
     async def _device(self, call: Callable[[], Awaitable[T]], timeout_s: float, what: str) -> T:
         """One bounded device call; a lost device takes the actor offline."""
+        self._in_flight += 1
         try:
             with trio.fail_after(timeout_s):
                 return await call()
@@ -330,6 +338,11 @@ class Actor:
         except DeviceLost as exc:
             self._go_offline(exc)
             raise
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+                self._idle = trio.Event()
 
     def _failure(self, what: str, exc: Exception) -> str:
         text = error_text(exc)
