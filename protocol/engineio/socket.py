@@ -140,6 +140,11 @@ class ServerSocket:
                 self.apply([event])
 
     @property
+    def incoming_buffered(self) -> int:
+        """Messages received but not yet taken by ``receive``."""
+        return self._incoming_send.statistics().current_buffer_used
+
+    @property
     def has_undelivered(self) -> bool:
         return bool(self._out)
 
