@@ -38,7 +38,7 @@ from protocol.socketio.packets import (
     event_packet,
 )
 from protocol.socketio.pool import HandlerPool
-from protocol.socketio.sync import acquire_fast
+from protocol.socketio.sync import SendGate
 
 __all__ = ["ConnectRefused", "Disconnected", "SocketIOClient"]
 
@@ -111,7 +111,7 @@ class SocketIOClient:
         self._on_connect: ConnectHandler | None = None
         self._on_disconnect: DisconnectHandler | None = None
         self._ws: WebSocketConnection | None = None
-        self._send_lock = trio.Lock()
+        self._send_gate = SendGate()
         self._acks = AckTable()
         self._acks.close()
         self._connected_event = trio.Event()
@@ -171,12 +171,12 @@ class SocketIOClient:
         if ws is None:
             raise Disconnected("not connected")
         try:
-            await acquire_fast(self._send_lock)
+            await self._send_gate.acquire()
             try:
                 for part in parts:
                     await ws.send_message(encode_packet(EIOPacket(EIOType.MESSAGE, part)))
             finally:
-                self._send_lock.release()
+                self._send_gate.release()
         except ConnectionClosed as exc:
             raise Disconnected("connection closed while sending") from exc
 

@@ -40,7 +40,7 @@ from protocol.socketio.packets import (
     event_packet,
 )
 from protocol.socketio.pool import HandlerPool
-from protocol.socketio.sync import acquire_fast
+from protocol.socketio.sync import SendGate
 from protocol.transport import CloseReason, EngineIOSocket, RequestInfo, SessionClosed
 
 __all__ = [
@@ -100,7 +100,7 @@ class _Client:
 
     def __init__(self, eio: EngineIOSocket, max_handlers: int) -> None:
         self.eio = eio
-        self.send_lock = trio.Lock()
+        self.send_gate = SendGate()
         self.members: dict[str, _Member] = {}
         self.max_handlers = max_handlers
         self.pool: HandlerPool[tuple[_Member, Packet]] | None = None
@@ -108,12 +108,12 @@ class _Client:
 
     async def send_parts(self, parts: list[str | bytes]) -> None:
         # The lock keeps a binary packet's text part and attachments contiguous.
-        await acquire_fast(self.send_lock)
+        await self.send_gate.acquire()
         try:
             for part in parts:
                 await self.eio.send(part)
         finally:
-            self.send_lock.release()
+            self.send_gate.release()
 
 
 class _Member:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from protocol.server import ConnectRefused, Disconnected, ServerConfig, SocketIOServer
@@ -434,3 +435,19 @@ async def test_a_clients_in_flight_handlers_are_cancelled_when_its_session_ends(
     await eio.hang_up()
     with trio.fail_after(2):
         await cancelled.wait()
+
+
+async def test_concurrent_binary_acks_keep_each_packets_parts_together(harness: Harness) -> None:
+    async def blob(sid: str, n: int) -> tuple[bytes, bytes]:
+        await trio.lowlevel.checkpoint()
+        return bytes([n]), bytes([n, n])
+
+    harness.server.on("blob", blob)
+    eio, _ = await harness.joined()
+    await eio.push(*[f'2{i}["blob",{i}]' for i in range(6)])
+    frames = [await eio.expect() for _ in range(18)]
+    for start in range(0, 18, 3):
+        head, first, second = frames[start : start + 3]
+        assert isinstance(head, str) and head.startswith("62-")
+        n = int(head[3 : head.index("[")])
+        assert (first, second) == (bytes([n]), bytes([n, n]))
