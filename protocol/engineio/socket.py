@@ -3,7 +3,9 @@
 It glues the sans-IO :class:`EngineIOSession` to Trio: a bounded queue of
 incoming messages for ``receive``, a bounded outbox that whichever transport is
 active drains (a long-poll response or the WebSocket writer), and a wake-up
-lot every waiter parks on. Transports come and go (polling, then WebSocket);
+lot every waiter parks on. Over WebSocket, a message sent while nothing is
+queued is written straight from the sender's task (``direct``), which saves a
+task switch per message. Transports come and go (polling, then WebSocket);
 this object is the one thing that lives as long as the session.
 """
 
