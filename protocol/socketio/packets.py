@@ -116,31 +116,36 @@ def _deconstruct(data: Any, buffers: list[bytes]) -> Any:
     return data
 
 
+_SEQUENCES = (list, tuple)
+
+
 def _check_outgoing(packet: Packet) -> None:
+    # On every emit and ack: exact-type tests first, the error text only on failure.
     ns = packet.namespace
-    if not ns.startswith("/") or "," in ns:
+    if ns != "/" and (not ns.startswith("/") or "," in ns):
         raise LocalProtocolError(f"namespace must start with '/' and hold no ',': {ns!r}")
     t = packet.type
     data = packet.data
-    if packet.id is not None and (
-        t not in _ID_TYPES or not 0 <= packet.id <= MAX_ACK_ID or isinstance(packet.id, bool)
+    ack_id = packet.id
+    if ack_id is not None and (
+        type(ack_id) is not int or not 0 <= ack_id <= MAX_ACK_ID or t not in _ID_TYPES
     ):
-        raise LocalProtocolError(f"bad ack id {packet.id!r} for {t.name}")
-    if t is PacketType.CONNECT:
-        ok = data is None or isinstance(data, dict)
-    elif t is PacketType.DISCONNECT:
-        ok = data is None
-    elif t is PacketType.CONNECT_ERROR:
-        ok = isinstance(data, str | dict)
-    elif t in (PacketType.EVENT, PacketType.BINARY_EVENT):
+        raise LocalProtocolError(f"bad ack id {ack_id!r} for {t.name}")
+    if t is PacketType.EVENT or t is PacketType.BINARY_EVENT:
         ok = (
-            isinstance(data, list | tuple)
+            isinstance(data, _SEQUENCES)
             and len(data) > 0
             and isinstance(data[0], str)
             and data[0] not in RESERVED_EVENTS
         )
+    elif t is PacketType.ACK or t is PacketType.BINARY_ACK:
+        ok = isinstance(data, _SEQUENCES) and ack_id is not None
+    elif t is PacketType.CONNECT:
+        ok = data is None or isinstance(data, dict)
+    elif t is PacketType.DISCONNECT:
+        ok = data is None
     else:
-        ok = isinstance(data, list | tuple) and packet.id is not None
+        ok = isinstance(data, str | dict)
     if not ok:
         raise LocalProtocolError(f"invalid {t.name} packet: {packet!r}")
 
@@ -187,6 +192,7 @@ _ID_TYPES = (PacketType.EVENT, PacketType.ACK, PacketType.BINARY_EVENT, PacketTy
 _EVENT_TYPES = (PacketType.EVENT, PacketType.BINARY_EVENT)
 _ACK_TYPES = (PacketType.ACK, PacketType.BINARY_ACK)
 _BINARY_PACKET_TYPES = (PacketType.BINARY_EVENT, PacketType.BINARY_ACK)
+_TYPE_BY_DIGIT = {str(int(t)): t for t in PacketType}
 
 
 def _fail(reason: str, text: str) -> RemoteProtocolError:
@@ -219,10 +225,9 @@ def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> Pa
     n = len(text)
     if n == 0:
         raise RemoteProtocolError("empty Socket.IO packet")
-    code = text[0]
-    if not "0" <= code <= "6":
+    t = _TYPE_BY_DIGIT.get(text[0])
+    if t is None:
         raise _fail("unknown Socket.IO packet type", text)
-    t = PacketType(ord(code) - 48)
     i = 1
     attachments = 0
     if t in _BINARY_PACKET_TYPES:
