@@ -31,7 +31,20 @@ class DaemonProcess:
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        """The daemon's own process, even under a wrapper that forks it (strace)."""
+        pid = self.process.pid
+        for _ in range(5):  # the daemon starts no processes: it is the deepest one
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                break
+            if not children:
+                break
+            pid = int(children[0])
+        return pid
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
 
     async def read_output(self) -> None:
         assert self.process.stdout is not None
