@@ -109,7 +109,7 @@ def unit_syscall_filter() -> tuple[set[str], set[str]]:
     return allowed, denied
 
 
-async def test_every_system_call_the_daemon_makes_passes_the_units_filter(
+async def test_the_daemon_stays_inside_the_units_syscall_filter_and_writes_no_file(
     tmp_path: Path,
 ) -> None:
     if shutil.which("strace") is None or shutil.which("systemd-analyze") is None:
@@ -147,3 +147,11 @@ async def test_every_system_call_the_daemon_makes_passes_the_units_filter(
     assert {"execve", "openat", "ioctl", "flock", "accept4", "rt_sigaction"} <= used, used
     refused = sorted(name for name in used if name not in allowed or name in denied)
     assert refused == [], f"the unit's SystemCallFilter= would refuse {refused}"
+    # ProtectSystem=strict: the daemon writes to nothing but its devices.
+    writes = [
+        line
+        for line in lines
+        if re.search(r'openat\(.*"(?!/dev/)[^"]*", [^)]*O_(WRONLY|RDWR|CREAT)', line)
+        and "__pycache__" not in line  # Python tolerates a read-only bytecode cache
+    ]
+    assert writes == [], writes
