@@ -388,6 +388,8 @@ class Figures:
     seconds: float = 0.0
     round_rates: list[float] = field(default_factory=list)
     server_cpu_s: float = 0.0
+    # Server CPU during the one-in-flight phase (no batching possible there).
+    serial_cpu_s: float = 0.0
     error: str = ""
     # Skipped on purpose (e.g. upstream not installable): reported, not a failure.
     skipped: bool = False
@@ -412,6 +414,11 @@ class Figures:
     @property
     def cpu_us_per_ack(self) -> float:
         return self.server_cpu_s * 1e6 / self.acks if self.acks else float("nan")
+
+    @property
+    def serial_cpu_us_per_ack(self) -> float:
+        calls = len(self.latencies_ns)
+        return self.serial_cpu_s * 1e6 / calls if calls else float("nan")
 
 
 @dataclass
@@ -441,7 +448,9 @@ async def run_rounds(
             if figures.error:
                 continue
             try:
+                cpu_before = cpu_seconds(target.pid)
                 figures.latencies_ns += await target.client.latencies_ns(target.payload, per_round)
+                figures.serial_cpu_s += cpu_seconds(target.pid) - cpu_before
                 cpu_before = cpu_seconds(target.pid)
                 acks, elapsed = await target.client.throughput(
                     target.payload, seconds / rounds, THROUGHPUT_WINDOW
@@ -487,7 +496,7 @@ def latency_rows(all_figures: Sequence[Figures]) -> list[list[str]]:
     rows = []
     for f in all_figures:
         if not f.ok:
-            rows.append([f.name, "-", "-", "-", "-", "-", "-"])
+            rows.append([f.name, "-", "-", "-", "-", "-", "-", "-"])
             continue
         spread = f"{fmt(min(f.round_rates))}-{fmt(max(f.round_rates))}" if f.round_rates else "-"
         rows.append(
@@ -498,6 +507,7 @@ def latency_rows(all_figures: Sequence[Figures]) -> list[list[str]]:
                 fmt(f.p(99)),
                 fmt(f.rate),
                 spread,
+                fmt(f.serial_cpu_us_per_ack, 1),
                 fmt(f.cpu_us_per_ack, 1),
             ]
         )
@@ -509,9 +519,10 @@ LATENCY_HEADERS = [
     "samples",
     "p50 us",
     "p99 us",
-    "acks/s (32 in flight)",
+    "acks/s @32",
     "per-round acks/s",
-    "server CPU us/ack",
+    "srv CPU us/ack @1",
+    "@32",
 ]
 
 
