@@ -161,15 +161,24 @@ class Client:
                 print(f"  NO ACK for {event} within {ACK_TIMEOUT_S:g} s", flush=True)
 
 
-def next_request(rng: random.Random, ids: list[str]) -> tuple[str, list[Any]]:
+@dataclass(frozen=True)
+class Mix:
+    """What the soak asks for: manipulators, their travel (mm) and move speed (mm/s)."""
+
+    ids: list[str]
+    travel_mm: float
+    speed_mm_s: float
+
+
+def next_request(rng: random.Random, mix: Mix) -> tuple[str, list[Any]]:
     """The request mix: reads dominate, as with Pinpoint animating probes."""
     roll = rng.random()
-    manipulator = rng.choice(ids)
+    manipulator = rng.choice(mix.ids)
     if roll < 0.70:
         return "get_position", [manipulator]
     if roll < 0.85:
-        target = {axis: round(rng.uniform(0, 20), 3) for axis in "xyzw"}
-        request = {"ManipulatorId": manipulator, "Position": target, "Speed": 20.0}
+        target = {axis: round(rng.uniform(0, mix.travel_mm), 3) for axis in "xyzw"}
+        request = {"ManipulatorId": manipulator, "Position": target, "Speed": mix.speed_mm_s}
         return "set_position", [json.dumps(request)]
     if roll < 0.95:
         return "stop", [manipulator]
@@ -188,7 +197,9 @@ def report_usage(label: str, pid: int, base_rss: int) -> int:
     return rss
 
 
-async def soak(port: int, pid: int, seconds: float, rate: float, seed: int) -> int:
+async def soak(
+    port: int, pid: int, seconds: float, rate: float, seed: int, speed: float | None
+) -> int:
     tally = Tally()
     rng = random.Random(seed)
     url = f"ws://{HOST}:{port}/socket.io/?EIO=4&transport=websocket"
@@ -196,12 +207,18 @@ async def soak(port: int, pid: int, seconds: float, rate: float, seed: int) -> i
         client = Client(ws, tally)
         with trio.fail_after(10):
             await client.join()
-            ids = [
-                str(m)
-                for m in json.loads(await client.call_now("get_manipulators"))["Manipulators"]
-            ]
+            listing = json.loads(await client.call_now("get_manipulators"))
+            info = json.loads(await client.call_now("get_platform_info"))
+        ids = [str(m) for m in listing["Manipulators"]]
         if not ids:
             raise SystemExit("soak: the daemon reports no manipulators")
+        fake = info["CliName"] == "fake"
+        mix = Mix(ids, float(info["Dimensions"]["x"]), speed or (20.0 if fake else 2.0))
+        print(
+            f"platform {info['CliName']}: manipulators {', '.join(ids)},"
+            f" moves within {mix.travel_mm:g} mm at {mix.speed_mm_s:g} mm/s",
+            flush=True,
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.read_acks)
             nursery.start_soon(client.watch_deadlines)
@@ -214,7 +231,7 @@ async def soak(port: int, pid: int, seconds: float, rate: float, seed: int) -> i
             next_report = 1
             sent = 0
             while (elapsed := trio.current_time() - start) < seconds:
-                event, args = next_request(rng, ids)
+                event, args = next_request(rng, mix)
                 await client.send(event, *args)
                 sent += 1
                 if elapsed >= next_report * seconds / 10:
@@ -247,9 +264,12 @@ async def soak(port: int, pid: int, seconds: float, rate: float, seed: int) -> i
     return 0 if ok else 1
 
 
-def start_daemon() -> tuple[subprocess.Popen[bytes], int]:
+def start_daemon(platform: str, ports: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    command = [sys.executable, "-m", "ephysd", "--platform", platform, "--listen", f"{HOST}:0"]
+    for device in ports:
+        command += ["--port", device]
     process = subprocess.Popen(
-        [sys.executable, "-m", "ephysd", "--platform", "fake", "--listen", f"{HOST}:0"],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -266,19 +286,50 @@ def start_daemon() -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("soak: the daemon did not start listening")
 
 
+def start_bridges(count: int) -> tuple[list[subprocess.Popen[str]], list[str]]:
+    """Simulated New Scale bridges (one pty each), as separate processes."""
+    sims, paths = [], []
+    for _ in range(count):
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "drivers.newscale.sim", "--no-stdin"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert sim.stdout is not None
+        line = sim.stdout.readline()
+        if not line.startswith("PTY "):
+            raise SystemExit(f"soak: simulator did not start: {line!r}")
+        sims.append(sim)
+        paths.append(line.split()[1])
+    return sims, paths
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="duration (60)")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second (200)")
     parser.add_argument("--seed", type=int, default=1, help="request mix seed")
+    parser.add_argument(
+        "--platform",
+        choices=("fake", "newscale"),
+        default="fake",
+        help="simulated rig to start: fake (8 manipulators) or newscale (pty simulators)",
+    )
+    parser.add_argument("--bridges", type=int, default=2, help="newscale simulators (2)")
+    parser.add_argument("--speed", type=float, help="move speed, mm/s (fake 20, newscale 2)")
     parser.add_argument("--port", type=int, help="attach to a daemon on this port ...")
     parser.add_argument("--pid", type=int, help="... whose process id is this")
     args = parser.parse_args(argv)
     if (args.port is None) != (args.pid is None):
         parser.error("--port and --pid go together")
     process = drain = None
+    sims: list[subprocess.Popen[str]] = []
     if args.port is None:
-        process, port = start_daemon()
+        ports: list[str] = []
+        if args.platform == "newscale":
+            sims, ports = start_bridges(args.bridges)
+        process, port = start_daemon(args.platform, ports)
         pid = process.pid
         # Keep draining the daemon's log so it never blocks on a full pipe.
         drain = subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL)
@@ -286,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         port, pid = args.port, args.pid
     print(f"soak: daemon pid {pid} on {HOST}:{port}, {args.rate:g} req/s for {args.seconds:g} s")
     try:
-        return trio.run(soak, port, pid, args.seconds, args.rate, args.seed)
+        return trio.run(soak, port, pid, args.seconds, args.rate, args.seed, args.speed)
     except ConnectionClosed as exc:
         print(f"soak: the daemon closed the connection: {exc}")
         return 1
@@ -301,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
                 print("daemon did not exit within 10 s of SIGTERM")
             if drain is not None:
                 drain.wait(5)
+        for sim in sims:
+            sim.terminate()
+            sim.wait(5)
 
 
 if __name__ == "__main__":
