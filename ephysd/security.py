@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -105,6 +106,31 @@ def peer_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | N
     return address
 
 
+class ThrottledLog:
+    """Warnings at most once a second, with a count of those held back.
+
+    A hostile page can make a browser fire thousands of refused requests; the
+    journal should get the fact, not the flood.
+    """
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 1.0) -> None:
+        self._logger = logger
+        self._interval_s = interval_s
+        self._last = -float("inf")
+        self.held_back = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval_s:
+            self.held_back += 1
+            return
+        if self.held_back:
+            message += f" ({self.held_back} similar refusal(s) not logged)"
+            self.held_back = 0
+        self._last = now
+        self._logger.warning(message, *args)
+
+
 @dataclass
 class AccessPolicy:
     """The daemon's access rules; ``allowed_origins`` may be replaced on SIGHUP.
@@ -117,6 +143,7 @@ class AccessPolicy:
     allow: tuple[IPNetwork, ...] = field(default_factory=lambda: parse_networks(LOOPBACK_NETWORKS))
     allowed_origins: frozenset[str] = frozenset()
     token: str | None = None
+    _refusals: ThrottledLog = field(default_factory=lambda: ThrottledLog(log), repr=False)
 
     @classmethod
     def from_config(
@@ -164,18 +191,19 @@ class AccessPolicy:
         The reason goes back to the client and into the log, so it names the
         rule, not the configuration.
         """
-        if not self.client_allowed(request.remote_host):
-            log.warning("refused %s: address not in the allow list", request.remote_host)
+        host = request.remote_host
+        if not self.client_allowed(host):
+            self._refusals.warn("refused %s: address not in the allow list", host[:64])
             return "Client address not allowed."
         origin = request.headers.get("origin")
         if origin is not None:
             if not self.origin_allowed(origin):
-                log.warning("refused %s: Origin %r not allowed", request.remote_host, origin[:100])
+                self._refusals.warn("refused %s: Origin %r not allowed", host, origin[:100])
                 return "Origin not allowed."
         elif request.headers.get("sec-fetch-site", "").lower() in _CROSS_SITE_FETCH:
             # A browser request from another site that carries no Origin
             # (a plain <img>/<script> GET): never a legitimate client.
-            log.warning("refused %s: cross-site browser request", request.remote_host)
+            self._refusals.warn("refused %s: cross-site browser request", host)
             return "Cross-site browser request not allowed."
         return None
 
@@ -190,7 +218,9 @@ class AccessPolicy:
         offered = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(offered, str) or len(offered) > MAX_TOKEN_LENGTH:
             return "Invalid token."
-        if not hmac.compare_digest(offered.encode(), self.token.encode()):
+        # surrogatepass: a lone surrogate in the offer is a wrong token, not a crash.
+        offered_bytes = offered.encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(offered_bytes, self.token.encode("utf-8", "surrogatepass")):
             return "Invalid token."
         return None
 

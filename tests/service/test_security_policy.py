@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -108,6 +109,20 @@ def test_token_is_required_in_the_auth_payload_when_configured() -> None:
     assert policy.check_auth(None) is not None
     assert policy.check_auth("s3cret-rig-token") is not None
     assert policy.check_auth({"token": "x" * 100_000}) is not None
+
+
+def test_a_token_with_a_lone_surrogate_is_wrong_not_a_crash() -> None:
+    policy = AccessPolicy.from_config(token="s3cret")
+    assert policy.check_auth({"token": "\ud800"}) == "Invalid token."
+
+
+def test_a_flood_of_refusals_is_logged_once_a_second(caplog: pytest.LogCaptureFixture) -> None:
+    policy = AccessPolicy.from_config()
+    with caplog.at_level(logging.WARNING, logger="ephysd.security"):
+        for _ in range(1000):
+            assert policy.check_request(request(origin="https://evil.example")) is not None
+    assert len(caplog.records) == 1
+    assert "evil.example" in caplog.records[0].getMessage()
 
 
 def test_without_a_token_any_auth_payload_is_accepted() -> None:
