@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import trio
 
 from drivers.base import DeviceError, Manipulator, Platform
-from ephysd.security import LOOPBACK_NETWORKS, AccessPolicy, PolicyError
+from ephysd.security import AccessPolicy, PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -200,13 +200,7 @@ def main(argv: Sequence[str] = ()) -> int:
     except ConfigError as exc:
         return report([Finding(False, "configuration", str(exc))])
     findings = [Finding(True, "configuration", f"valid, platform {settings.platform}")]
-    findings.append(
-        check_policy(
-            getattr(settings, "allow", LOOPBACK_NETWORKS),
-            settings.allow_origin,
-            getattr(settings, "token", None),
-        )
-    )
+    findings.append(check_policy(settings.allow, settings.allow_origin, settings.token))
     service_running = False
     if not settings.use_proxy:
         host, port = parse_host_port(settings.listen, DEFAULT_PORT)
