@@ -10,6 +10,7 @@ udev's ``/dev/serial/by-id/...``).
 
 from __future__ import annotations
 
+import argparse
 import enum
 import os
 from collections.abc import Iterable, Sequence
@@ -126,7 +127,10 @@ def format_table(entries: Sequence[PortEntry]) -> str:
 
 def main(argv: Sequence[str] = ()) -> int:
     """Entry point of ``ephysd ports``; prints the table, exit status 0."""
-    del argv  # no options yet
+    argparse.ArgumentParser(
+        prog="ephysd ports",
+        description="List serial ports, marking New Scale bridges and Arduino e-stop buttons.",
+    ).parse_args(list(argv))
     print(format_table(describe(system_ports())))
     return 0
 
