@@ -28,7 +28,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+from _rawws import ClientError, RawSioClient
 from websockets.asyncio.client import ClientConnection, connect
 
 HOST = "127.0.0.1"
@@ -248,8 +250,68 @@ def event_payload(event: str, *args: str) -> str:
     return json.dumps([event, *args], separators=(",", ":"))
 
 
+class Client(Protocol):
+    """What the measurements need from a client session (both clients below)."""
+
+    sid: str
+
+    async def call(self, payload: str) -> str: ...
+
+    async def latencies_ns(self, payload: str, count: int) -> list[int]: ...
+
+    async def throughput(self, payload: str, seconds: float, window: int) -> tuple[int, float]: ...
+
+    async def close(self) -> None: ...
+
+
+CLIENTS = ("raw", "websockets")
+
+
+async def open_client(port: int, kind: str = "raw") -> Client:
+    """A joined session on port with the chosen client implementation."""
+    if kind == "websockets":
+        return await SioClient.open(port)
+    return await RawClient.open(port)
+
+
+class RawClient:
+    """The bare-Protocol client of bench/_rawws.py, with the bench's deadlines and errors."""
+
+    def __init__(self, raw: RawSioClient) -> None:
+        self._raw = raw
+        self.sid = raw.sid
+
+    @classmethod
+    async def open(cls, port: int) -> RawClient:
+        try:
+            return cls(await RawSioClient.open(port, REPLY_TIMEOUT_S))
+        except (OSError, TimeoutError, ClientError) as exc:
+            raise BenchError(f"cannot open a session on port {port}: {exc!r}") from None
+
+    async def call(self, payload: str) -> str:
+        try:
+            return await self._raw.call(payload, REPLY_TIMEOUT_S)
+        except ClientError as exc:
+            raise BenchError(str(exc)) from None
+
+    async def latencies_ns(self, payload: str, count: int) -> list[int]:
+        try:
+            return await self._raw.latencies_ns(payload, count, REPLY_TIMEOUT_S)
+        except ClientError as exc:
+            raise BenchError(str(exc)) from None
+
+    async def throughput(self, payload: str, seconds: float, window: int) -> tuple[int, float]:
+        try:
+            return await self._raw.throughput(payload, seconds, window, REPLY_TIMEOUT_S)
+        except ClientError as exc:
+            raise BenchError(str(exc)) from None
+
+    async def close(self) -> None:
+        await self._raw.close()
+
+
 class SioClient:
-    """One Socket.IO session on the default namespace over a plain WebSocket.
+    """One Socket.IO session on the default namespace over the `websockets` client.
 
     Only text frames are spoken: EVENT with an ack id out, ACK in. Server pings
     are answered inline, anything else the server sends is ignored.
@@ -390,6 +452,8 @@ class Figures:
     server_cpu_s: float = 0.0
     # Server CPU during the one-in-flight phase (no batching possible there).
     serial_cpu_s: float = 0.0
+    # The bench process's own CPU in the throughput phase: shows the client is not the limit.
+    client_cpu_s: float = 0.0
     error: str = ""
     # Skipped on purpose (e.g. upstream not installable): reported, not a failure.
     skipped: bool = False
@@ -416,6 +480,10 @@ class Figures:
         return self.server_cpu_s * 1e6 / self.acks if self.acks else float("nan")
 
     @property
+    def client_cpu_us_per_ack(self) -> float:
+        return self.client_cpu_s * 1e6 / self.acks if self.acks else float("nan")
+
+    @property
     def serial_cpu_us_per_ack(self) -> float:
         calls = len(self.latencies_ns)
         return self.serial_cpu_s * 1e6 / calls if calls else float("nan")
@@ -426,7 +494,7 @@ class Target:
     """A session open on one running server and the payload it is driven with."""
 
     figures: Figures
-    client: SioClient
+    client: Client
     pid: int
     payload: str
 
@@ -452,9 +520,11 @@ async def run_rounds(
                 figures.latencies_ns += await target.client.latencies_ns(target.payload, per_round)
                 figures.serial_cpu_s += cpu_seconds(target.pid) - cpu_before
                 cpu_before = cpu_seconds(target.pid)
+                client_before = time.process_time()
                 acks, elapsed = await target.client.throughput(
                     target.payload, seconds / rounds, THROUGHPUT_WINDOW
                 )
+                figures.client_cpu_s += time.process_time() - client_before
                 figures.server_cpu_s += cpu_seconds(target.pid) - cpu_before
             except (BenchError, TimeoutError, OSError) as exc:
                 figures.error = f"failed mid-run: {exc!r}"
@@ -496,7 +566,7 @@ def latency_rows(all_figures: Sequence[Figures]) -> list[list[str]]:
     rows = []
     for f in all_figures:
         if not f.ok:
-            rows.append([f.name, "-", "-", "-", "-", "-", "-", "-"])
+            rows.append([f.name, *["-"] * (len(LATENCY_HEADERS) - 1)])
             continue
         spread = f"{fmt(min(f.round_rates))}-{fmt(max(f.round_rates))}" if f.round_rates else "-"
         rows.append(
@@ -509,6 +579,7 @@ def latency_rows(all_figures: Sequence[Figures]) -> list[list[str]]:
                 spread,
                 fmt(f.serial_cpu_us_per_ack, 1),
                 fmt(f.cpu_us_per_ack, 1),
+                fmt(f.client_cpu_us_per_ack, 1),
             ]
         )
     return rows
@@ -523,6 +594,7 @@ LATENCY_HEADERS = [
     "per-round acks/s",
     "srv CPU us/ack @1",
     "@32",
+    "client CPU @32",
 ]
 
 

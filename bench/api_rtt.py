@@ -33,11 +33,12 @@ from pathlib import Path
 
 from _common import (
     BENCH_DIR,
+    CLIENTS,
     LATENCY_HEADERS,
     BenchError,
+    Client,
     Figures,
     ServerSpec,
-    SioClient,
     Target,
     conditions,
     event_payload,
@@ -48,6 +49,7 @@ from _common import (
     make_log_dir,
     measure_startup,
     median,
+    open_client,
     pin_client,
     print_notes,
     print_profile,
@@ -104,6 +106,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--profile",
         default="",
         help="run ephysd and upstream under cProfile, write DIR/KIND.prof, print the top",
+    )
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="raw",
+        help="raw: bare asyncio Protocol (default, cheapest); websockets: the websockets library",
     )
     args = parser.parse_args(argv)
     if not (1 <= args.samples <= 1_000_000 and 0.1 <= args.seconds <= 600):
@@ -175,7 +183,7 @@ def position_error(ack: str) -> str:
         return f"unexpected get_position ACK {ack[:120]!r}"
 
 
-async def pick_payload(kind: str, client: SioClient, manipulator: str) -> str:
+async def pick_payload(kind: str, client: Client, manipulator: str) -> str:
     """The get_position EVENT to send, checked to succeed once."""
     if kind == "floor":
         return event_payload("get_position", manipulator)
@@ -215,7 +223,7 @@ async def measure(
                 await asyncio.sleep(SETTLE_S)
                 figures[kind].extra["idle_rss_kib"] = rss_kib(server.pid)
                 figures[kind].extra["startup_first_s"] = server.startup_s
-                client = await SioClient.open(spec.port)
+                client = await open_client(spec.port, args.client)
                 payload = await pick_payload(kind, client, args.manipulator)
             except BenchError as exc:
                 # Upstream that will not start is skipped; ours that will not is a failure.

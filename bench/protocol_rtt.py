@@ -22,11 +22,11 @@ import sys
 from pathlib import Path
 
 from _common import (
+    CLIENTS,
     LATENCY_HEADERS,
     BenchError,
     Figures,
     ServerSpec,
-    SioClient,
     Target,
     conditions,
     event_payload,
@@ -34,6 +34,7 @@ from _common import (
     free_port,
     latency_rows,
     make_log_dir,
+    open_client,
     pin_client,
     print_notes,
     print_profile,
@@ -69,6 +70,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--profile",
         default="",
         help="run ours and python-socketio under cProfile, write DIR/KIND.prof, print the top",
+    )
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="raw",
+        help="raw: bare asyncio Protocol (default, cheapest); websockets: the websockets library",
     )
     args = parser.parse_args(argv)
     if not (1 <= args.samples <= 1_000_000 and 0.1 <= args.seconds <= 600):
@@ -107,7 +114,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Figures]:
             )
             try:
                 server = stack.enter_context(running(spec, log_dir))
-                client = await SioClient.open(port)
+                client = await open_client(port, args.client)
                 ack = await client.call(PAYLOAD)
                 if ack != EXPECTED_ACK:
                     raise BenchError(f"ping acked with {ack!r}, expected {EXPECTED_ACK!r}")
