@@ -312,7 +312,7 @@ def main(argv: list[str]) -> int:
 
     print(f"api_rtt: {conditions(args.samples, args.seconds, args.rounds)}")
     event = event_payload("get_position", args.manipulator)
-    print(f"EVENT {event} over WebSocket, raw client, servers in subprocesses\n")
+    print(f"EVENT {event} over WebSocket, {args.client} client, servers in subprocesses\n")
     print_table(LATENCY_HEADERS, latency_rows(list(figures.values())))
     print_notes(list(figures.values()))
     print()
