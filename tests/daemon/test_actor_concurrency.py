@@ -29,25 +29,21 @@ async def test_get_position_sees_intermediate_points_while_another_manipulator_m
     answers: dict[str, str] = {}
 
     async def do_move(mid: str, x: float) -> None:
-        answers[mid] = await api.handle("set_position", [move(mid, x, speed=2.0)])
+        answers[mid] = await api.handle("set_position", [move(mid, x, speed=1.0)])
 
-    start = trio.current_time()
+    samples: list[tuple[float, float]] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(do_move, "0", 1.0)
         nursery.start_soon(do_move, "1", 1.0)
-        seen: list[float] = []
-        seen_other: list[float] = []
-        for _ in range(6):
-            await trio.sleep(0.06)
-            seen.append(await position_x(api, "0"))
-            seen_other.append(await position_x(api, "1"))
-    elapsed = trio.current_time() - start
-    # Both 0.5 s moves ran at the same time, not one after the other.
-    assert elapsed < 0.95
-    intermediate = [x for x in seen if 0.0 < x < 1.0]
-    assert len(intermediate) >= 3
-    assert intermediate == sorted(intermediate)
-    assert any(0.0 < x < 1.0 for x in seen_other)
+        for _ in range(8):
+            await trio.sleep(0.08)
+            samples.append((await position_x(api, "0"), await position_x(api, "1")))
+    # Sampled at the same moments, both were part-way: the moves ran together
+    # and reads were answered during them. (Load-proof: no wall-clock bound.)
+    both_moving = [(a, b) for a, b in samples if 0.0 < a < 1.0 and 0.0 < b < 1.0]
+    assert len(both_moving) >= 2
+    xs = [a for a, _ in samples]
+    assert xs == sorted(xs)
     for mid in ("0", "1"):
         assert json.loads(answers[mid]) == {
             "Position": {"x": 1.0, "y": 0.0, "z": 0.0, "w": 0.0},
@@ -98,7 +94,7 @@ async def test_stop_is_not_queued_behind_other_requests(api: Api) -> None:
         for _ in range(50):
             nursery.start_soon(api.handle, "get_position", ["0"])
         assert await api.handle("stop", ["0"]) == ""
-        with trio.fail_after(0.5):
+        with trio.fail_after(2):
             await acked.wait()
 
 
