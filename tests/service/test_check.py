@@ -198,3 +198,22 @@ def test_check_command_leaves_devices_alone_while_the_daemon_is_running(tmp_path
         "FAIL  devices: not checked while ephysd is running; stop it first",
     ]
     assert "manipulator" not in result.stdout
+
+
+async def test_check_handshakes_with_an_http_platform_without_moving() -> None:
+    from drivers.pathfinder_mpm.sim import MpmSim
+
+    sim = MpmSim(probes=2)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(sim.serve, "127.0.0.1", 0)
+        platform = create_platform("pathfinder-mpm", PlatformOptions(mpm_port=port))
+        findings = await check_platform(platform)
+        nursery.cancel_scope.cancel()
+    assert all(f.ok for f in findings), findings
+    assert [f.subject for f in findings] == [
+        "platform pathfinder-mpm",
+        "manipulator A",
+        "manipulator B",
+    ]
+    moves = [put for put in sim.puts if put.get("PutId") in ("ProbeMotion", "ProbeInsertion")]
+    assert moves == []
