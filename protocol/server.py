@@ -18,6 +18,7 @@ is only sent if the client asked for one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +29,7 @@ import trio
 
 from protocol.engineio.config import EngineIOConfig
 from protocol.engineio.server import EngineIOServer
+from protocol.engineio.socket import ServerSocket
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.socketio.acks import AckTable, Disconnected, ack_args
 from protocol.socketio.packets import (
@@ -36,6 +38,7 @@ from protocol.socketio.packets import (
     Packet,
     PacketType,
     ack_packet,
+    decode_text,
     encode,
     event_packet,
 )
@@ -105,6 +108,9 @@ class _Client:
         self.max_handlers = max_handlers
         self.pool: HandlerPool[tuple[_Member, Packet]] | None = None
         self.connect_timer = trio.CancelScope()
+        # True while the receive loop holds a message it has not finished
+        # dispatching; the synchronous fast path must not overtake it then.
+        self.dispatching = True
 
     async def send_parts(self, parts: list[str | bytes]) -> None:
         # The lock keeps a binary packet's text part and attachments contiguous.
@@ -316,21 +322,61 @@ class SocketIOServer:
         """Decode and dispatch until the session ends; return the disconnect reason."""
         eio = client.eio
         decoder = Decoder(self._config.max_attachments, self._config.engineio.max_payload)
-        while True:
-            try:
-                message = await eio.receive()
-            except SessionClosed as exc:
-                return exc.reason.value
-            try:
-                packet = decoder.receive(message)
-                if packet is not None:
-                    await self._dispatch(client, packet)
-            except (RemoteProtocolError, _ProtocolViolation) as exc:
-                log.warning("sid=%s protocol error, closing: %s", eio.sid, exc)
-                await eio.close(CloseReason.PARSE_ERROR)
-                return CloseReason.PARSE_ERROR.value
-            except SessionClosed as exc:
-                return exc.reason.value
+        fast = eio if isinstance(eio, ServerSocket) else None
+        if fast is not None:
+            fast.on_message = functools.partial(self._receive_now, client, decoder)
+        try:
+            while True:
+                client.dispatching = False
+                try:
+                    message = await eio.receive()
+                except SessionClosed as exc:
+                    return exc.reason.value
+                finally:
+                    client.dispatching = True
+                try:
+                    packet = decoder.receive(message)
+                    if packet is not None:
+                        await self._dispatch(client, packet)
+                except (RemoteProtocolError, _ProtocolViolation) as exc:
+                    log.warning("sid=%s protocol error, closing: %s", eio.sid, exc)
+                    await eio.close(CloseReason.PARSE_ERROR)
+                    return CloseReason.PARSE_ERROR.value
+                except SessionClosed as exc:
+                    return exc.reason.value
+        finally:
+            if fast is not None:
+                fast.on_message = None
+
+    def _receive_now(self, client: _Client, decoder: Decoder, message: str | bytes) -> bool:
+        """Dispatch a plain EVENT or ACK from the transport's reader task, if it is simple.
+
+        Called by the Engine.IO socket before it queues a message, while the
+        receive loop is idle and nothing is queued, so order is kept. Handing
+        the message over here saves waking the receive loop (a scheduler pass
+        per message). Anything else, anything malformed, and an event that
+        would have to wait for a handler slot return False and take the
+        receive loop's path, which reports errors and applies backpressure.
+        """
+        if client.dispatching or decoder.awaiting_attachments or not isinstance(message, str):
+            return False
+        first = message[:1]
+        if first != "2" and first != "3":
+            return False
+        try:
+            packet = decode_text(message, self._config.max_attachments)
+        except RemoteProtocolError:
+            return False  # the receive loop decodes it again and reports the error
+        member = client.members.get(packet.namespace)
+        if member is None:
+            return False
+        if packet.type is PacketType.EVENT:
+            pool = client.pool
+            return pool is not None and pool.try_submit((member, packet))
+        assert packet.id is not None  # the decoder guarantees it for ACK
+        if not member.acks.resolve(packet.id, packet.data):
+            log.debug("sid=%s ack %d matches no call (late?)", member.sid, packet.id)
+        return True
 
     async def _dispatch(self, client: _Client, packet: Packet) -> None:
         t = packet.type

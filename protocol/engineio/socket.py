@@ -53,6 +53,14 @@ class ServerSocket:
         self._lot = trio.lowlevel.ParkingLot()
         self.closed_event = trio.Event()
         self._sends = 0
+        # Messages put in the incoming queue and not yet taken by ``receive``.
+        self._queued = 0
+        # Optional fast path set by the layer above: called from the reader's
+        # task with a message, it consumes it synchronously and returns True,
+        # or returns False to have it queued for ``receive`` instead. Used only
+        # while nothing is queued, so messages are still seen in order; it saves
+        # the wake-up of the task waiting in ``receive`` on every message.
+        self.on_message: Callable[[str | bytes], bool] | None = None
         # Set by the WebSocket transport while it carries the session: writes a
         # message at once when nothing is queued, or returns False.
         self.direct: Callable[[str | bytes], bool] | None = None
@@ -79,9 +87,11 @@ class ServerSocket:
 
     async def receive(self) -> str | bytes:
         try:
-            return await self._incoming_recv.receive()
+            message = await self._incoming_recv.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise SessionClosed(self.close_reason) from None
+        self._queued -= 1
+        return message
 
     async def send(self, message: str | bytes) -> None:
         if not isinstance(message, str | bytes):
@@ -130,6 +140,15 @@ class ServerSocket:
         """Act on events from a received packet; waits while the incoming queue is full."""
         for event in events:
             if isinstance(event, Message):
+                hook = self.on_message
+                if (
+                    hook is not None
+                    and not self._queued
+                    and not self.core.closed
+                    and hook(event.data)
+                ):
+                    continue
+                self._queued += 1
                 try:
                     try:
                         # Fast path without a scheduler pass; wait only when full.
@@ -137,7 +156,11 @@ class ServerSocket:
                     except trio.WouldBlock:
                         await self._incoming_send.send(event.data)
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    self._queued -= 1
                     return
+                except BaseException:
+                    self._queued -= 1  # cancelled while waiting: nothing was queued
+                    raise
             else:
                 self.apply([event])
 

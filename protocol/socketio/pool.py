@@ -45,18 +45,22 @@ class HandlerPool(Generic[T]):
         """Workers currently running an item."""
         return self._workers - self._idle
 
+    def try_submit(self, item: T) -> bool:
+        """Start ``run(item)`` soon if a worker is free or may be added; never waits."""
+        if self._idle:
+            self._idle -= 1
+            self._items.append(item)
+            self._work_lot.unpark()
+            return True
+        if self._workers < self._limit:
+            self._workers += 1
+            self._nursery.start_soon(self._worker, item)
+            return True
+        return False
+
     async def submit(self, item: T) -> None:
         """Start ``run(item)`` soon; waits only while all ``limit`` workers are busy."""
-        while True:
-            if self._idle:
-                self._idle -= 1
-                self._items.append(item)
-                self._work_lot.unpark()
-                return
-            if self._workers < self._limit:
-                self._workers += 1
-                self._nursery.start_soon(self._worker, item)
-                return
+        while not self.try_submit(item):
             await self._free_lot.park()
 
     async def _worker(self, item: T) -> None:
