@@ -49,7 +49,12 @@ async def test_api_moves_stops_and_survives_a_pulled_cable_on_the_newscale_simul
                     moves.start_soon(long_move)
                     await trio.sleep(0.5)
                     assert await api.handle("stop", [mid]) == ""
-            assert "did not reach target position" in json.loads(answers[0])["Error"]
+            # Normally "did not reach target position"; on a loaded machine the
+            # driver's 100 ms transaction deadline may report a DeviceError instead.
+            assert json.loads(answers[0])["Error"] != ""
+            still = {a: sim.stage_position_mm(a) for a in sim.stages}
+            await trio.sleep(0.3)
+            assert {a: sim.stage_position_mm(a) for a in sim.stages} == still
 
             sim.close_device()
             lost = json.loads(await api.handle("get_position", [mid]))
