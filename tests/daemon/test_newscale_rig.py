@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import trio
 
@@ -13,8 +14,11 @@ from ephysd.api import Api
 from ephysd.rig import open_rig
 
 
-async def test_api_moves_stops_and_survives_a_pulled_cable_on_the_newscale_simulator() -> None:
-    sim = NewScaleSim()
+async def test_api_moves_stops_and_survives_a_pulled_cable_on_the_newscale_simulator(
+    tmp_path: Path,
+) -> None:
+    # A stable link, like /dev/serial/by-id: the replugged bridge gets a new pty.
+    sim = NewScaleSim(link=str(tmp_path / "bridge"))
     async with trio.open_nursery() as nursery:
         path = await nursery.start(sim.run)
         platform = create_platform(PlatformOptions(serial_ports=(path,)))
