@@ -5,6 +5,13 @@ serves polling and WebSocket), so this takes over after the ``101`` with
 wsproto's frame-level :class:`~wsproto.connection.Connection`. Messages are
 assembled here with a byte budget so an oversized one is refused with close
 code 1009 as soon as it crosses the limit, never buffered whole.
+
+Incoming frames take a fast path while they are all of the usual kind
+(complete, masked, unfragmented text or binary, at most 64 KiB and within
+the limit): they are unmasked here, which costs a fraction of wsproto's
+general parser on every message. The first frame of any other kind (a
+control frame, a fragment, a big one, bad UTF-8) hands the byte stream, from
+that frame on, to wsproto for the rest of the connection.
 """
 
 from __future__ import annotations
@@ -71,7 +78,11 @@ class WebSocket:
         write_timeout: float,
     ) -> None:
         self._stream = stream
-        self._ws = Connection(ConnectionType.SERVER, trailing_data=trailing_data)
+        self._ws = Connection(ConnectionType.SERVER)
+        # Fast-path state: bytes of an incomplete frame, and whether wsproto
+        # has taken over the incoming stream.
+        self._raw = b""
+        self._fast = True
         self._max = max_message
         self._write_timeout = write_timeout
         self._send_lock = trio.Lock()
@@ -88,6 +99,8 @@ class WebSocket:
             self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         except OSError:
             self._fd = -1
+        if trailing_data:
+            self._parse_fast(bytes(trailing_data))
 
     @property
     def closed(self) -> bool:
@@ -98,15 +111,82 @@ class WebSocket:
         while not self._ready:
             if self._closed:
                 return None
-            await self._process_events()
-            if self._ready or self._closed:
-                continue
+            if not self._fast:
+                await self._process_events()
+                if self._ready or self._closed:
+                    continue
             try:
                 data = await self._stream.receive_some(_RECV_CHUNK)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
-            self._ws.receive_data(bytes(data) or None)
+            if not data:
+                self._hand_over(self._raw)
+                self._ws.receive_data(None)
+            elif self._fast:
+                self._parse_fast(bytes(data))
+            else:
+                self._ws.receive_data(bytes(data))
         return self._ready.popleft()
+
+    def _parse_fast(self, data: bytes) -> None:
+        """Take the complete ordinary frames at the front of the stream (RFC 6455 5.2)."""
+        buf = self._raw + data if self._raw else data
+        n = len(buf)
+        i = 0
+        ready = self._ready
+        incomplete = False
+        while n - i >= 2:
+            first = buf[i]
+            second = buf[i + 1]
+            if (first != 0x81 and first != 0x82) or not second & 0x80:
+                break  # not FIN + text/binary, or unmasked: wsproto decides
+            length = second & 0x7F
+            if length < 126:
+                start = i + 6
+            elif length == 126:
+                if n - i < 4:
+                    incomplete = True
+                    break
+                length = (buf[i + 2] << 8) | buf[i + 3]
+                start = i + 8
+            else:
+                break
+            if length > self._max:
+                break  # wsproto's path applies the budget and closes with 1009
+            end = start + length
+            if end > n:
+                incomplete = True
+                break
+            if length:
+                mask = buf[start - 4 : start]
+                key = int.from_bytes((mask * ((length >> 2) + 1))[:length], "big")
+                payload = (int.from_bytes(buf[start:end], "big") ^ key).to_bytes(length, "big")
+            else:
+                payload = b""
+            if first == 0x81:
+                try:
+                    ready.append(payload.decode("utf-8"))
+                except UnicodeDecodeError:
+                    break  # wsproto closes with 1007
+            else:
+                ready.append(payload)
+            i = end
+        else:
+            incomplete = True
+        if incomplete:
+            self._raw = buf[i:] if i < n else b""
+        else:
+            self._hand_over(buf[i:])
+
+    def _hand_over(self, data: bytes) -> None:
+        """Let wsproto parse everything from here on, starting at a frame boundary."""
+        self._raw = b""
+        if self._fast:
+            self._fast = False
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("websocket: wsproto takes over incoming frames")
+        if data:
+            self._ws.receive_data(data)
 
     async def _process_events(self) -> None:
         for event in self._ws.events():
