@@ -1,14 +1,19 @@
 """``make run``: the daemon on a simulated rig, and how to talk to it.
 
-Uses the fake platform (eight manipulators that move in real time); the
-integrator may switch it to the New Scale simulator over a pty. Extra
-arguments are passed to ``ephysd`` (e.g. ``--listen 127.0.0.1:3001 --debug``).
+By default the rig is two simulated New Scale bridges, each a separate
+``python -m drivers.newscale.sim`` process behind a pty, driven by
+``ephysd --platform newscale``: a newcomer sees the real serial path (codec,
+transport, driver, actor, Socket.IO) working, not a shortcut around it.
+``--fake`` uses the in-process fake platform (eight 4-axis manipulators)
+instead. Other arguments are passed to ``ephysd`` (e.g. ``--listen
+127.0.0.1:3001 --debug``).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -20,61 +25,127 @@ from ephysd.errors import StartupError, find_leaf
 from ephysd.logging_setup import configure_logging
 from ephysd.platforms import create_platform
 
+SIMULATED_BRIDGES = 2
+SIM_START_TIMEOUT_S = 10.0
 
-def example_command(url: str) -> str:
+
+def example_command(url: str, manipulator_id: str = "0") -> str:
     """A copy-paste one-liner (from the repository root) with the official JS client."""
     script = (
         f"const s = require('socket.io-client').io('{url}');"
         " s.on('connect', async () => {"
         " console.log(await s.emitWithAck('get_manipulators'));"
         " console.log(await s.emitWithAck('set_position', JSON.stringify("
-        "{ManipulatorId: '0', Position: {x: 1, y: 2, z: 3, w: 4}, Speed: 2})));"
+        f"{{ManipulatorId: '{manipulator_id}', Position: {{x: 1, y: 2, z: 3, w: 4}}, Speed: 2}})));"
         " s.close(); });"
     )
     return f'node -e "{script}"'
 
 
-def banner(url: str) -> str:
+def banner(url: str, rig: str, manipulator_id: str) -> str:
     return "\n".join(
         [
             "",
-            "ephysd is running on a simulated rig (8 fake manipulators, 4 axes, 20 mm).",
+            f"ephysd is running on a simulated rig ({rig}).",
             f"  Pinpoint: connect Ephys Link to {url}",
             "  Try it from another terminal, in this directory:",
-            f"    {example_command(url)}",
+            f"    {example_command(url, manipulator_id)}",
             "  Ctrl-C stops every manipulator and exits.",
             "",
         ]
     )
 
 
-async def _print_banner(daemon: Daemon) -> None:
-    assert daemon.address is not None
-    host, port = daemon.address
-    print(banner(f"http://{host}:{port}"), flush=True)
+@asynccontextmanager
+async def simulated_bridges(count: int) -> AsyncIterator[list[str]]:
+    """Start ``count`` New Scale simulator processes; yield their pty paths.
+
+    The simulators outlive the daemon inside this block, so the daemon's
+    shutdown (halt, release host control) still reaches a device.
+    """
+    processes: list[trio.Process] = []
+    paths: list[str] = []
+    try:
+        for _ in range(count):
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "drivers.newscale.sim", "--no-stdin"],
+                stdout=-1,
+                # Out of the terminal's process group: Ctrl-C reaches the
+                # daemon only, which still halts and releases the stages.
+                start_new_session=True,
+            )
+            processes.append(process)
+            paths.append(await _announced_path(process))
+        yield paths
+    finally:
+        with trio.CancelScope(shield=True):
+            for process in processes:
+                process.terminate()
+            with trio.move_on_after(2):
+                for process in processes:
+                    await process.wait()
+            for process in processes:
+                if process.returncode is None:
+                    process.kill()
+
+
+async def _announced_path(process: trio.Process) -> str:
+    assert process.stdout is not None
+    seen = b""
+    with trio.fail_after(SIM_START_TIMEOUT_S):
+        while b"\n" not in seen:
+            chunk = await process.stdout.receive_some(256)
+            if not chunk:
+                raise StartupError("the New Scale simulator exited before opening its pty")
+            seen += chunk
+    line = seen.split(b"\n", 1)[0].decode()
+    if not line.startswith("PTY "):
+        raise StartupError(f"the New Scale simulator said {line!r} instead of its pty path")
+    return line[4:].strip()
+
+
+async def _serve(argv: list[str], use_fake: bool) -> None:
+    if use_fake:
+        await _run_daemon(["--platform", "fake", *argv], "8 fake manipulators, 4 axes, 20 mm", "0")
+        return
+    async with simulated_bridges(SIMULATED_BRIDGES) as paths:
+        ports = [f"--port={n}={path}" for n, path in enumerate(paths, start=1)]
+        rig = f"{len(paths)} New Scale M3-LS bridges on ptys: {', '.join(paths)}"
+        await _run_daemon(["--platform", "newscale", *ports, *argv], rig, "1")
+
+
+async def _run_daemon(argv: list[str], rig: str, manipulator_id: str) -> None:
+    settings = parse_settings(argv)
+    configure_logging(settings.debug)
+    daemon = Daemon(
+        settings,
+        create_platform(settings.platform, platform_options(settings)),
+        handle_signals=True,
+    )
+
+    async def print_banner(daemon: Daemon) -> None:
+        assert daemon.address is not None
+        host, port = daemon.address
+        print(banner(f"http://{host}:{port}", rig, manipulator_id), flush=True)
+
+    daemon.on_ready(print_banner)
+    await daemon.run()
 
 
 def run(argv: Sequence[str]) -> int:
+    args = list(argv)
+    use_fake = "--fake" in args
+    if use_fake:
+        args.remove("--fake")
     try:
-        settings = parse_settings(["--platform", "fake", *argv])
-    except ConfigError as exc:
-        return _fail(str(exc), 2)
-    configure_logging(settings.debug)
-    try:
-        daemon = Daemon(
-            settings,
-            create_platform(settings.platform, platform_options(settings)),
-            handle_signals=True,
-        )
-        daemon.on_ready(_print_banner)
-        trio.run(daemon.run)
+        trio.run(_serve, args, use_fake)
     except KeyboardInterrupt:
         return 130
     except BaseException as exc:
         leaf = find_leaf(exc, (StartupError, DeviceError, ConfigError))
         if leaf is None:
             raise
-        return _fail(str(leaf))
+        return _fail(str(leaf), 2 if isinstance(leaf, ConfigError) else 1)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import pytest
@@ -32,8 +33,9 @@ def test_unknown_or_missing_platform_is_a_clear_error(monkeypatch: pytest.Monkey
         create_platform("ghost", PlatformOptions())
 
 
-async def test_devrig_starts_the_simulated_rig_and_says_how_to_connect() -> None:
-    with trio.fail_after(30):
+async def test_devrig_drives_simulated_new_scale_bridges_over_ptys_as_its_banner_says() -> None:
+    """``make run``'s rig: the banner's own one-liner moves a simulated stage."""
+    with trio.fail_after(60):
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "ephysd.devrig", "--listen", "127.0.0.1:0"],
             stdout=-1,
@@ -46,13 +48,28 @@ async def test_devrig_starts_the_simulated_rig_and_says_how_to_connect() -> None
                 chunk = await process.stdout.receive_some()
                 assert chunk, seen
                 seen += chunk
+            text = seen.decode()
+            command = next(
+                line.strip() for line in text.splitlines() if line.strip().startswith("node -e")
+            )
+            done = await trio.run_process(
+                ["bash", "-c", command], capture_stdout=True, capture_stderr=True, check=False
+            )
         finally:
-            process.terminate()
-            await process.wait()
-    text = seen.decode()
-    assert "simulated rig" in text
+            process.send_signal(signal.SIGINT)
+            with trio.move_on_after(10):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert "simulated rig (2 New Scale M3-LS bridges on ptys" in text
     assert "connect Ephys Link to http://127.0.0.1:" in text
-    assert "node -e" in text
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines() == [
+        '{"Manipulators":["1","2"],"Error":""}',
+        '{"Position":{"x":1.0,"y":2.0,"z":3.0,"w":13.0},"Error":""}',
+    ]
+    assert process.returncode == 0
 
 
 async def test_the_devrig_example_command_works() -> None:
