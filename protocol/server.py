@@ -6,7 +6,9 @@ receive loop that decodes packets in order (joins, leaves and acks are handled
 right there, so they never race the events after them), and runs each event
 on a task of the client's own handler pool, so a slow handler (a probe move
 that acks when it ends) never delays that client's other events, such as
-``stop``. A bound on concurrent handlers per client keeps a flood from growing
+``stop``. Over WebSocket, a plain event is started inline on the reader's
+task instead (no task switch for a handler that answers at once); if it
+blocks, a new task takes over reading, so the same guarantee holds. A bound on concurrent handlers per client keeps a flood from growing
 without limit: when it is reached the receive loop simply stops reading until
 one finishes. When the session ends, its in-flight handlers are cancelled.
 
@@ -29,7 +31,7 @@ import trio
 
 from protocol.engineio.config import EngineIOConfig
 from protocol.engineio.server import EngineIOServer
-from protocol.engineio.socket import ServerSocket
+from protocol.engineio.socket import ServerSocket, Suspended
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.socketio.acks import AckTable, Disconnected, ack_args
 from protocol.socketio.packets import (
@@ -65,6 +67,9 @@ CheckRequest = Callable[[RequestInfo], str | None]
 # How long on_disconnect hooks may run when the server itself is being shut down.
 _SHUTDOWN_HOOK_GRACE_S = 2.0
 _INVALID_NAMESPACE = "Invalid namespace"
+# A handler that blocked this many times in a row when run inline goes to the
+# handler pool from then on (a hand-off costs more than a worker's wake-up).
+_INLINE_AFTER_BLOCKS = 2
 
 
 class ConnectRefused(Exception):
@@ -147,6 +152,9 @@ class SocketIOServer:
         self._handlers: dict[str, _NamespaceHandlers] = {}
         self._members: dict[str, _Member] = {}
         self._by_namespace: dict[str, dict[str, _Member]] = {}
+        # Handlers (None: events without one) and how many times in a row they
+        # blocked when run inline; see ``_receive_now``.
+        self._blocked: dict[EventHandler | None, int] = {}
 
     @property
     def config(self) -> ServerConfig:
@@ -293,6 +301,8 @@ class SocketIOServer:
                 nursery.start_soon(self._enforce_connect_timeout, client)
                 reason = await self._receive_loop(client)
                 nursery.cancel_scope.cancel()
+                client.pool.cancel_inline()
+            await client.pool.wait_inline()
             await self._leave_all(client, reason)
         except Exception:
             # A bug here must cost one client, never the whole server.
@@ -302,6 +312,9 @@ class SocketIOServer:
             with trio.CancelScope(shield=True):
                 if client.members:  # cancelled or failed before the hooks ran
                     with trio.move_on_after(_SHUTDOWN_HOOK_GRACE_S):
+                        if client.pool is not None:
+                            client.pool.cancel_inline()
+                            await client.pool.wait_inline()
                         await self._leave_all(client, reason)
                 with trio.move_on_after(_SHUTDOWN_HOOK_GRACE_S):
                     await eio.close(CloseReason.SERVER)
@@ -348,7 +361,9 @@ class SocketIOServer:
             if fast is not None:
                 fast.on_message = None
 
-    def _receive_now(self, client: _Client, decoder: Decoder, message: str | bytes) -> bool:
+    def _receive_now(
+        self, client: _Client, decoder: Decoder, message: str | bytes, inline: bool
+    ) -> bool | Suspended:
         """Dispatch a plain EVENT or ACK from the transport's reader task, if it is simple.
 
         Called by the Engine.IO socket before it queues a message, while the
@@ -357,6 +372,12 @@ class SocketIOServer:
         per message). Anything else, anything malformed, and an event that
         would have to wait for a handler slot return False and take the
         receive loop's path, which reports errors and applies backpressure.
+
+        With ``inline``, an event whose handler has not been seen blocking runs
+        right here, on the reader's task: a handler that returns without
+        waiting is answered with no task switch at all. One that does wait is
+        returned Suspended; the reader then hands reading to a new task and
+        finishes it, so it still never holds up the client's other events.
         """
         if client.dispatching or decoder.awaiting_attachments or not isinstance(message, str):
             return False
@@ -372,7 +393,26 @@ class SocketIOServer:
             return False
         if packet.type is PacketType.EVENT:
             pool = client.pool
-            return pool is not None and pool.try_submit((member, packet))
+            if pool is None:
+                return False
+            if inline:
+                handlers = self._handlers.get(packet.namespace)
+                key: EventHandler | None = None
+                if handlers is not None:
+                    key = handlers.events.get(packet.data[0]) or handlers.any
+                blocked = self._blocked
+                if blocked.get(key, 0) < _INLINE_AFTER_BLOCKS:
+                    coro = pool.inline((member, packet))
+                    if coro is not None:
+                        try:
+                            trap = coro.send(None)
+                        except StopIteration:
+                            if key in blocked:
+                                del blocked[key]
+                            return True
+                        blocked[key] = blocked.get(key, 0) + 1
+                        return Suspended(coro, trap)
+            return pool.try_submit((member, packet))
         assert packet.id is not None  # the decoder guarantees it for ACK
         if not member.acks.resolve(packet.id, packet.data):
             log.debug("sid=%s ack %d matches no call (late?)", member.sid, packet.id)

@@ -401,11 +401,19 @@ class EngineIOServer:
             await trio.sleep_until(core.next_deadline())
             sock.apply(core.tick(trio.current_time()))
 
-    async def _feed(self, sock: ServerSocket, packets: list[Packet]) -> None:
-        """Hand received packets to the state machine; a bad one closes the session."""
+    async def _feed(
+        self,
+        sock: ServerSocket,
+        packets: list[Packet],
+        hand_off: Callable[[], None] | None = None,
+    ) -> bool:
+        """Hand received packets to the state machine; a bad one closes the session.
+
+        False when this task handed reading to another one (see ``deliver``).
+        """
         for packet in packets:
             if sock.core.closed:
-                return
+                return True
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s <- %r", sock.sid, packet)
             try:
@@ -414,7 +422,9 @@ class EngineIOServer:
                 log.info("session %s: protocol error: %s", sock.sid, exc)
                 sock.close_now(CloseReason.PARSE_ERROR)
                 raise
-            await sock.deliver(events)
+            if not await sock.deliver(events, hand_off):
+                return False
+        return True
 
     # -- polling ------------------------------------------------------------------------
     async def _polling_handshake(
@@ -619,14 +629,21 @@ class EngineIOServer:
         """Carry a session over a WebSocket until either side ends it."""
         async with trio.open_nursery() as nursery:
 
+            def hand_off() -> None:
+                nursery.start_soon(read)
+
             async def read() -> None:
+                # One task reads at a time. Work the layer above runs inline on
+                # it may block; then a new reader takes over and this one ends
+                # once that work is done.
                 reason = CloseReason.TRANSPORT_CLOSE
                 try:
                     while True:
                         frame = await ws.receive()
                         if frame is None:
                             break
-                        await self._feed(sock, [decode_packet(frame)])
+                        if not await self._feed(sock, [decode_packet(frame)], hand_off):
+                            return
                 except RemoteProtocolError as exc:
                     log.info("session %s: protocol error: %s", sock.sid, exc)
                     reason = CloseReason.PARSE_ERROR

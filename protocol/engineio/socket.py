@@ -12,8 +12,10 @@ this object is the one thing that lives as long as the session.
 from __future__ import annotations
 
 import logging
+import types
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
 
 import trio
 
@@ -31,6 +33,45 @@ from protocol.errors import LocalProtocolError
 from protocol.transport import CloseReason, RequestInfo, SessionClosed
 
 log = logging.getLogger(__name__)
+
+
+class Suspended:
+    """A coroutine started inline on the reader's task that has yielded to Trio.
+
+    Whatever it registered before yielding (parked on a lot, entered a cancel
+    scope) belongs to the task that stepped it, so it must finish on that very
+    task: the reader hands reading over to a fresh task and drives this one to
+    its end.
+    """
+
+    __slots__ = ("coro", "trap")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], trap: object) -> None:
+        self.coro = coro
+        self.trap = trap
+
+
+@types.coroutine
+def _finish(coro: Coroutine[Any, Any, None], trap: object) -> Generator[Any, Any, None]:
+    """Pass a suspended coroutine's traps to Trio and Trio's answers back, until it ends."""
+    while True:
+        try:
+            answer = yield trap
+        except BaseException as exc:
+            try:
+                trap = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                trap = coro.send(answer)
+            except StopIteration:
+                return
+
+
+# What the layer above's fast path returns: True (taken), False (queue it for
+# ``receive``), or a Suspended inline run.
+MessageHook = Callable[[str | bytes, bool], "bool | Suspended"]
 
 
 class ServerSocket:
@@ -59,8 +100,10 @@ class ServerSocket:
         # task with a message, it consumes it synchronously and returns True,
         # or returns False to have it queued for ``receive`` instead. Used only
         # while nothing is queued, so messages are still seen in order; it saves
-        # the wake-up of the task waiting in ``receive`` on every message.
-        self.on_message: Callable[[str | bytes], bool] | None = None
+        # the wake-up of the task waiting in ``receive`` on every message. When
+        # its second argument is True it may also run work inline and return a
+        # Suspended run if that work blocked (see ``deliver``).
+        self.on_message: MessageHook | None = None
         # Set by the WebSocket transport while it carries the session: writes a
         # message at once when nothing is queued, or returns False.
         self.direct: Callable[[str | bytes], bool] | None = None
@@ -136,18 +179,32 @@ class ServerSocket:
         # Upgrade progress changes what a pending poll should do: wake it.
         self._lot.unpark_all()
 
-    async def deliver(self, events: list[Event]) -> None:
-        """Act on events from a received packet; waits while the incoming queue is full."""
-        for event in events:
+    async def deliver(
+        self, events: list[Event], hand_off: Callable[[], None] | None = None
+    ) -> bool:
+        """Act on events from a received packet; waits while the incoming queue is full.
+
+        ``hand_off`` (the WebSocket reader passes one) starts another reader
+        task; with it the fast path may run work inline on this task. If that
+        work blocks, reading is handed off, this task finishes the work, and
+        False tells the caller it is no longer the reader. True otherwise.
+        """
+        for index, event in enumerate(events):
             if isinstance(event, Message):
                 hook = self.on_message
-                if (
-                    hook is not None
-                    and not self._queued
-                    and not self.core.closed
-                    and hook(event.data)
-                ):
-                    continue
+                if hook is not None and not self._queued and not self.core.closed:
+                    taken = hook(event.data, hand_off is not None)
+                    if taken is True:
+                        continue
+                    if taken is not False:
+                        assert hand_off is not None and isinstance(taken, Suspended)
+                        # Nothing may wait on this task between the inline step
+                        # and handing its trap to Trio: no checkpoint here. (A
+                        # message is its packet's only event; apply any other.)
+                        self.apply(events[index + 1 :])
+                        hand_off()
+                        await _finish(taken.coro, taken.trap)
+                        return False
                 self._queued += 1
                 try:
                     try:
@@ -157,12 +214,13 @@ class ServerSocket:
                         await self._incoming_send.send(event.data)
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     self._queued -= 1
-                    return
+                    return True
                 except BaseException:
                     self._queued -= 1  # cancelled while waiting: nothing was queued
                     raise
             else:
                 self.apply([event])
+        return True
 
     @property
     def incoming_buffered(self) -> int:

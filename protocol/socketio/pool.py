@@ -7,13 +7,17 @@ are spawned on demand up to a limit and then reused: handing an event to an
 idle worker is a deque append and one wake-up. When every worker is busy and
 the limit is reached, ``submit`` waits, which pauses the connection's reads:
 backpressure instead of unbounded growth.
+
+An item may also run inline on the caller's own task (``inline``), which
+saves even the wake-up of a worker; it counts against the same limit and is
+cancelled with ``cancel_inline`` when the connection ends.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 import trio
 from trio.lowlevel import ParkingLot
@@ -39,24 +43,67 @@ class HandlerPool(Generic[T]):
         self._idle = 0  # workers parked in _work_lot, each owed exactly one item
         self._work_lot = ParkingLot()
         self._free_lot = ParkingLot()
+        self._inline = 0
+        # Items handed to a worker that has not started them yet.
+        self._starting = 0
+        self._inline_scopes: set[trio.CancelScope] = set()
+        self._inline_done = ParkingLot()
 
     @property
     def busy(self) -> int:
-        """Workers currently running an item."""
-        return self._workers - self._idle
+        """Items running now, on workers or inline."""
+        return self._workers - self._idle + self._inline
 
     def try_submit(self, item: T) -> bool:
         """Start ``run(item)`` soon if a worker is free or may be added; never waits."""
+        if self._workers - self._idle + self._inline >= self._limit:
+            return False
+        self._starting += 1
         if self._idle:
             self._idle -= 1
             self._items.append(item)
             self._work_lot.unpark()
             return True
-        if self._workers < self._limit:
-            self._workers += 1
-            self._nursery.start_soon(self._worker, item)
-            return True
-        return False
+        self._workers += 1
+        self._nursery.start_soon(self._worker, item)
+        return True
+
+    def inline(self, item: T) -> Coroutine[Any, Any, None] | None:
+        """A coroutine running ``run(item)`` for the caller to drive on its own task.
+
+        None when the limit is reached, or while an item handed to a worker has
+        not started yet (so items still start in the order they came). The run
+        is counted from its first step until it ends, and ``cancel_inline``
+        cancels it.
+        """
+        if self._starting or self._workers - self._idle + self._inline >= self._limit:
+            return None
+        return self._run_inline(item)
+
+    async def _run_inline(self, item: T) -> None:
+        self._inline += 1
+        scope = trio.CancelScope()
+        self._inline_scopes.add(scope)
+        try:
+            with scope:
+                await self._run(item)
+        finally:
+            self._inline -= 1
+            self._inline_scopes.discard(scope)
+            if self._free_lot:
+                self._free_lot.unpark()
+            if not self._inline:
+                self._inline_done.unpark_all()
+
+    def cancel_inline(self) -> None:
+        """Cancel the items running inline on other tasks (workers go with the nursery)."""
+        for scope in self._inline_scopes:
+            scope.cancel()
+
+    async def wait_inline(self) -> None:
+        """Wait until no item runs inline any more."""
+        while self._inline:
+            await self._inline_done.park()
 
     async def submit(self, item: T) -> None:
         """Start ``run(item)`` soon; waits only while all ``limit`` workers are busy."""
@@ -66,6 +113,7 @@ class HandlerPool(Generic[T]):
     async def _worker(self, item: T) -> None:
         try:
             while True:
+                self._starting -= 1
                 await self._run(item)
                 # Going idle and parking happen with no checkpoint in between,
                 # so a submitter that sees _idle > 0 always finds us parked.

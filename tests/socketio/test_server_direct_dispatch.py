@@ -190,3 +190,58 @@ async def test_binary_events_and_plain_events_interleave_in_order(
         with trio.fail_after(2):
             await all_seen.wait()
     assert seen == [1, b"\x02", 3]
+
+
+async def test_a_blocked_handler_is_cancelled_before_the_disconnect_hook_runs(
+    nursery: trio.Nursery,
+) -> None:
+    server = SocketIOServer(ServerConfig())
+    log: list[str] = []
+    hook_ran = trio.Event()
+    started = trio.Event()
+
+    async def move(sid: str) -> None:
+        started.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.05)  # stopping the hardware takes a while
+            log.append("move cancelled")
+
+    async def on_disconnect(sid: str, reason: str) -> None:
+        log.append("disconnect hook")
+        hook_ran.set()
+
+    server.on("move", move)
+    server.on_disconnect(on_disconnect)
+    port = await _serve(server, nursery)
+    async with raw_socket(port) as sock:
+        await _joined(sock)
+        for i in range(2):  # each blocks on the reader's task it started on
+            await sock.send(f'42{i}["move"]')
+        with trio.fail_after(2):
+            await started.wait()
+    with trio.fail_after(5):
+        await hook_ran.wait()
+    assert log == ["move cancelled"] * 2 + ["disconnect hook"]
+
+
+async def test_quick_and_blocking_handlers_mixed_are_all_answered(
+    nursery: trio.Nursery,
+) -> None:
+    server = SocketIOServer(ServerConfig())
+
+    async def echo(sid: str, n: int) -> int:
+        if n % 3 == 0:
+            await trio.sleep(0.001 * (n % 5))
+        return n
+
+    server.on("echo", echo)
+    port = await _serve(server, nursery)
+    async with raw_socket(port) as sock:
+        await _joined(sock)
+        for i in range(60):
+            await sock.send(f'42{i}["echo",{i}]')
+        acks = {await sock.recv() for _ in range(60)}
+        assert acks == {f"43{i}[{i}]" for i in range(60)}
