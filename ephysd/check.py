@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import trio
 
 from drivers.base import DeviceError, Manipulator, Platform
-from ephysd.security import AccessPolicy, PolicyError
+from ephysd.security import AccessPolicy, PolicyError, parse_networks, peer_address
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,12 @@ class Finding:
     ok: bool
     subject: str
     text: str
+    # A risk worth a line that does not make the check fail.
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'}  {self.subject}: {self.text}"
+        tag = "FAIL" if not self.ok else "WARN" if self.warning else "ok  "
+        return f"{tag}  {self.subject}: {self.text}"
 
 
 def check_policy(allow: Sequence[str], allow_origin: Sequence[str], token: str | None) -> Finding:
@@ -51,6 +54,39 @@ def check_policy(allow: Sequence[str], allow_origin: Sequence[str], token: str |
     networks = ", ".join(str(n) for n in policy.allow)
     token_text = "token required" if policy.token else "no token"
     return Finding(True, "access", f"clients from {networks}; origins {origins}; {token_text}")
+
+
+def check_exposure(
+    listen_host: str, allow: Sequence[str], allow_origin: Sequence[str], token: str | None
+) -> list[Finding]:
+    """Warnings for settings that open the rig to more than this computer's native clients."""
+    warnings: list[Finding] = []
+    try:
+        networks = parse_networks(allow)
+    except PolicyError:
+        return warnings  # reported by check_policy
+    outside = [str(n) for n in networks if not n.is_loopback]
+    loopback_listen = listen_host == "localhost" or _is_loopback_ip(listen_host)
+    if not loopback_listen and outside and token is None:
+        warnings.append(
+            Finding(
+                True,
+                "access",
+                f"clients from {', '.join(outside)} may drive the manipulators with no token;"
+                " set token",
+                warning=True,
+            )
+        )
+    if "*" in allow_origin:
+        warnings.append(
+            Finding(True, "access", "allow_origin '*': any web page can connect", warning=True)
+        )
+    return warnings
+
+
+def _is_loopback_ip(host: str) -> bool:
+    address = peer_address(host)
+    return address is not None and address.is_loopback
 
 
 def check_listen(host: str, port: int) -> Finding:
@@ -69,7 +105,7 @@ def check_listen(host: str, port: int) -> Finding:
             if exc.errno == errno.EADDRINUSE:
                 return Finding(False, subject, f"{_IN_USE} (is ephysd already running?)")
             return Finding(False, subject, f"cannot bind: {exc.strerror}")
-    loopback = host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+    loopback = host == "localhost" or _is_loopback_ip(host)
     where = "loopback only" if loopback else "reachable from the network"
     return Finding(True, subject, f"free ({where})")
 
@@ -184,7 +220,11 @@ def report(findings: Sequence[Finding]) -> int:
     for finding in findings:
         print(finding, flush=True)
     failed = sum(not f.ok for f in findings)
-    print(f"{failed} problem(s) found" if failed else "configuration ok", flush=True)
+    warned = sum(f.ok and f.warning for f in findings)
+    summary = f"{failed} problem(s) found" if failed else "configuration ok"
+    if warned:
+        summary += f", {warned} warning(s)"
+    print(summary, flush=True)
     return 1 if failed else 0
 
 
@@ -204,6 +244,7 @@ def main(argv: Sequence[str] = ()) -> int:
     service_running = False
     if not settings.use_proxy:
         host, port = parse_host_port(settings.listen, DEFAULT_PORT)
+        findings.extend(check_exposure(host, settings.allow, settings.allow_origin, settings.token))
         listen = check_listen(host, port)
         findings.append(listen)
         service_running = not listen.ok and listen.text.startswith(_IN_USE)

@@ -217,3 +217,21 @@ async def test_check_handshakes_with_an_http_platform_without_moving() -> None:
     ]
     moves = [put for put in sim.puts if put.get("PutId") in ("ProbeMotion", "ProbeInsertion")]
     assert moves == []
+
+
+def test_a_rig_open_to_the_network_without_a_token_is_a_warning_not_a_failure() -> None:
+    from ephysd.check import check_exposure
+
+    (warning,) = check_exposure("0.0.0.0", ["10.0.0.0/8", "127.0.0.0/8"], [], None)
+    assert warning.ok and warning.warning
+    assert str(warning).startswith("WARN  access: clients from 10.0.0.0/8 may drive")
+    assert check_exposure("0.0.0.0", ["10.0.0.0/8"], [], "s3cret") == []
+    assert check_exposure("127.0.0.1", ["127.0.0.0/8", "::1/128"], [], None) == []
+    (wildcard,) = check_exposure("127.0.0.1", ["127.0.0.0/8"], ["*"], None)
+    assert "any web page" in wildcard.text
+
+
+def test_check_command_prints_warnings_and_still_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    status = report([Finding(True, "a", "fine"), Finding(True, "b", "risky", warning=True)])
+    assert status == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "configuration ok, 1 warning(s)"
