@@ -8,9 +8,10 @@ on a task of the client's own handler pool, so a slow handler (a probe move
 that acks when it ends) never delays that client's other events, such as
 ``stop``. Over WebSocket, a plain event is started inline on the reader's
 task instead (no task switch for a handler that answers at once); if it
-blocks, a new task takes over reading, so the same guarantee holds. A bound on concurrent handlers per client keeps a flood from growing
-without limit: when it is reached the receive loop simply stops reading until
-one finishes. When the session ends, its in-flight handlers are cancelled.
+blocks, a new task takes over reading, so the same guarantee holds. A bound
+on concurrent handlers per client keeps a flood from growing without limit:
+when it is reached the receive loop simply stops reading until one finishes.
+When the session ends, its in-flight handlers are cancelled.
 
 Handler contract, everywhere: the handler's return value is the ack. ``None``
 acks with no arguments, a tuple with several, anything else with one. The ack
@@ -116,6 +117,13 @@ class _Client:
         # True while the receive loop holds a message it has not finished
         # dispatching; the synchronous fast path must not overtake it then.
         self.dispatching = True
+        # Event handlers that blocked when run inline and finish on former
+        # reader tasks of the transport (finished ones are pruned lazily).
+        self.suspended: list[Suspended] = []
+
+    def cancel_inline(self) -> None:
+        for suspended in self.suspended:
+            suspended.cancel()
 
     async def send_parts(self, parts: list[str | bytes]) -> None:
         # The lock keeps a binary packet's text part and attachments contiguous.
@@ -301,7 +309,7 @@ class SocketIOServer:
                 nursery.start_soon(self._enforce_connect_timeout, client)
                 reason = await self._receive_loop(client)
                 nursery.cancel_scope.cancel()
-                client.pool.cancel_inline()
+                client.cancel_inline()
             await client.pool.wait_inline()
             await self._leave_all(client, reason)
         except Exception:
@@ -312,8 +320,8 @@ class SocketIOServer:
             with trio.CancelScope(shield=True):
                 if client.members:  # cancelled or failed before the hooks ran
                     with trio.move_on_after(_SHUTDOWN_HOOK_GRACE_S):
+                        client.cancel_inline()
                         if client.pool is not None:
-                            client.pool.cancel_inline()
                             await client.pool.wait_inline()
                         await self._leave_all(client, reason)
                 with trio.move_on_after(_SHUTDOWN_HOOK_GRACE_S):
@@ -411,7 +419,10 @@ class SocketIOServer:
                                 del blocked[key]
                             return True
                         blocked[key] = blocked.get(key, 0) + 1
-                        return Suspended(coro, trap)
+                        suspended = Suspended(coro, trap)
+                        client.suspended = [s for s in client.suspended if not s.done]
+                        client.suspended.append(suspended)
+                        return suspended
             return pool.try_submit((member, packet))
         assert packet.id is not None  # the decoder guarantees it for ACK
         if not member.acks.resolve(packet.id, packet.data):

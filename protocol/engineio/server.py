@@ -406,6 +406,7 @@ class EngineIOServer:
         sock: ServerSocket,
         packets: list[Packet],
         hand_off: Callable[[], None] | None = None,
+        reader_scope: trio.CancelScope | None = None,
     ) -> bool:
         """Hand received packets to the state machine; a bad one closes the session.
 
@@ -422,7 +423,7 @@ class EngineIOServer:
                 log.info("session %s: protocol error: %s", sock.sid, exc)
                 sock.close_now(CloseReason.PARSE_ERROR)
                 raise
-            if not await sock.deliver(events, hand_off):
+            if not await sock.deliver(events, hand_off, reader_scope):
                 return False
         return True
 
@@ -638,12 +639,14 @@ class EngineIOServer:
                 # once that work is done.
                 reason = CloseReason.TRANSPORT_CLOSE
                 try:
-                    while True:
-                        frame = await ws.receive()
-                        if frame is None:
-                            break
-                        if not await self._feed(sock, [decode_packet(frame)], hand_off):
-                            return
+                    with trio.CancelScope() as scope:  # once per reader task
+                        while True:
+                            frame = await ws.receive()
+                            if frame is None:
+                                break
+                            packets = [decode_packet(frame)]
+                            if not await self._feed(sock, packets, hand_off, scope):
+                                return
                 except RemoteProtocolError as exc:
                     log.info("session %s: protocol error: %s", sock.sid, exc)
                     reason = CloseReason.PARSE_ERROR

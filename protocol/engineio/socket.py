@@ -11,6 +11,7 @@ this object is the one thing that lives as long as the session.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import types
 from collections import deque
@@ -44,11 +45,22 @@ class Suspended:
     its end.
     """
 
-    __slots__ = ("coro", "trap")
+    __slots__ = ("coro", "scope", "trap")
 
     def __init__(self, coro: Coroutine[Any, Any, None], trap: object) -> None:
         self.coro = coro
         self.trap = trap
+        # The cancel scope around the reader task that finishes the run (set
+        # by the transport): the layer above cancels the run through it.
+        self.scope: trio.CancelScope | None = None
+
+    @property
+    def done(self) -> bool:
+        return inspect.getcoroutinestate(self.coro) == inspect.CORO_CLOSED
+
+    def cancel(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
 
 
 @types.coroutine
@@ -180,14 +192,19 @@ class ServerSocket:
         self._lot.unpark_all()
 
     async def deliver(
-        self, events: list[Event], hand_off: Callable[[], None] | None = None
+        self,
+        events: list[Event],
+        hand_off: Callable[[], None] | None = None,
+        reader_scope: trio.CancelScope | None = None,
     ) -> bool:
         """Act on events from a received packet; waits while the incoming queue is full.
 
         ``hand_off`` (the WebSocket reader passes one) starts another reader
         task; with it the fast path may run work inline on this task. If that
-        work blocks, reading is handed off, this task finishes the work, and
-        False tells the caller it is no longer the reader. True otherwise.
+        work blocks, reading is handed off, this task finishes the work (the
+        layer above can cancel it through ``reader_scope``, a cancel scope
+        around this whole task), and False tells the caller it is no longer
+        the reader. True otherwise.
         """
         for index, event in enumerate(events):
             if isinstance(event, Message):
@@ -202,6 +219,7 @@ class ServerSocket:
                         # and handing its trap to Trio: no checkpoint here. (A
                         # message is its packet's only event; apply any other.)
                         self.apply(events[index + 1 :])
+                        taken.scope = reader_scope
                         hand_off()
                         await _finish(taken.coro, taken.trap)
                         return False

@@ -9,8 +9,9 @@ the limit is reached, ``submit`` waits, which pauses the connection's reads:
 backpressure instead of unbounded growth.
 
 An item may also run inline on the caller's own task (``inline``), which
-saves even the wake-up of a worker; it counts against the same limit and is
-cancelled with ``cancel_inline`` when the connection ends.
+saves even the wake-up of a worker; it counts against the same limit, and
+``wait_inline`` waits for such runs to end (cancelling them is the caller's
+business: they run on its tasks).
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ class HandlerPool(Generic[T]):
         self._inline = 0
         # Items handed to a worker that has not started them yet.
         self._starting = 0
-        self._inline_scopes: set[trio.CancelScope] = set()
         self._inline_done = ParkingLot()
 
     @property
@@ -73,8 +73,7 @@ class HandlerPool(Generic[T]):
 
         None when the limit is reached, or while an item handed to a worker has
         not started yet (so items still start in the order they came). The run
-        is counted from its first step until it ends, and ``cancel_inline``
-        cancels it.
+        is counted from its first step until it ends.
         """
         if self._starting or self._workers - self._idle + self._inline >= self._limit:
             return None
@@ -82,23 +81,14 @@ class HandlerPool(Generic[T]):
 
     async def _run_inline(self, item: T) -> None:
         self._inline += 1
-        scope = trio.CancelScope()
-        self._inline_scopes.add(scope)
         try:
-            with scope:
-                await self._run(item)
+            await self._run(item)
         finally:
             self._inline -= 1
-            self._inline_scopes.discard(scope)
             if self._free_lot:
                 self._free_lot.unpark()
             if not self._inline:
                 self._inline_done.unpark_all()
-
-    def cancel_inline(self) -> None:
-        """Cancel the items running inline on other tasks (workers go with the nursery)."""
-        for scope in self._inline_scopes:
-            scope.cancel()
 
     async def wait_inline(self) -> None:
         """Wait until no item runs inline any more."""
