@@ -83,6 +83,7 @@ class WebSocket:
         # has taken over the incoming stream.
         self._raw = b""
         self._fast = True
+        self._drained = False
         self._max = max_message
         self._write_timeout = write_timeout
         self._send_lock = trio.Lock()
@@ -115,18 +116,45 @@ class WebSocket:
                 await self._process_events()
                 if self._ready or self._closed:
                     continue
-            try:
-                data = await self._stream.receive_some(_RECV_CHUNK)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            data = await self._receive_data()
             if not data:
                 self._hand_over(self._raw)
                 self._ws.receive_data(None)
             elif self._fast:
-                self._parse_fast(bytes(data))
+                self._parse_fast(data)
             else:
-                self._ws.receive_data(bytes(data))
+                self._ws.receive_data(data)
+            # A peer with one message in flight has likely sent nothing more
+            # yet; one that pipelines likely has.
+            self._drained = len(data) < _RECV_CHUNK and len(self._ready) <= 1
         return self._ready.popleft()
+
+    async def _receive_data(self) -> bytes:
+        """Next bytes from the peer, b"" at the end.
+
+        On a real socket this waits for readiness first when the last read
+        looked like the end of what the peer had sent, instead of trying a
+        read that fails with EAGAIN and then waiting (Trio's
+        ``receive_some``): a system call and some wrapping less per message
+        at one message in flight. Always at least one checkpoint.
+        """
+        fd = self._fd
+        try:
+            if fd < 0:
+                return bytes(await self._stream.receive_some(_RECV_CHUNK))
+            if self._drained:
+                await trio.lowlevel.wait_readable(fd)
+            else:
+                await trio.lowlevel.checkpoint()
+            while True:
+                try:
+                    data = os.read(fd, _RECV_CHUNK)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(fd)
+                    continue
+                return data
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return b""
 
     def _parse_fast(self, data: bytes) -> None:
         """Take the complete ordinary frames at the front of the stream (RFC 6455 5.2)."""

@@ -87,7 +87,7 @@ class HandlerPool(Generic[T]):
             self._inline -= 1
             if self._free_lot:
                 self._free_lot.unpark()
-            if not self._inline:
+            if not self._inline and self._inline_done:
                 self._inline_done.unpark_all()
 
     async def wait_inline(self) -> None:
