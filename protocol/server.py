@@ -71,6 +71,8 @@ _INVALID_NAMESPACE = "Invalid namespace"
 # A handler that blocked this many times in a row when run inline goes to the
 # handler pool from then on (a hand-off costs more than a worker's wake-up).
 _INLINE_AFTER_BLOCKS = 2
+# ... and is tried inline again after this many events on the pool.
+_INLINE_RETRY_EVERY = 16
 
 
 class ConnectRefused(Exception):
@@ -409,7 +411,12 @@ class SocketIOServer:
                 if handlers is not None:
                     key = handlers.events.get(packet.data[0]) or handlers.any
                 blocked = self._blocked
-                if blocked.get(key, 0) < _INLINE_AFTER_BLOCKS:
+                score = blocked.get(key, 0)
+                if score >= _INLINE_AFTER_BLOCKS:
+                    # Demoted to the pool; now and then it gets another chance.
+                    retry = score >= _INLINE_AFTER_BLOCKS + _INLINE_RETRY_EVERY
+                    blocked[key] = _INLINE_AFTER_BLOCKS - 1 if retry else score + 1
+                else:
                     coro = pool.inline((member, packet))
                     if coro is not None:
                         try:
@@ -418,7 +425,7 @@ class SocketIOServer:
                             if key in blocked:
                                 del blocked[key]
                             return True
-                        blocked[key] = blocked.get(key, 0) + 1
+                        blocked[key] = score + 1
                         suspended = Suspended(coro, trap)
                         client.suspended = [s for s in client.suspended if not s.done]
                         client.suspended.append(suspended)

@@ -116,6 +116,8 @@ class ServerSocket:
         # its second argument is True it may also run work inline and return a
         # Suspended run if that work blocked (see ``deliver``).
         self.on_message: MessageHook | None = None
+        self._in_hook = False
+        self._hook_sends = 0
         # Set by the WebSocket transport while it carries the session: writes a
         # message at once when nothing is queued, or returns False.
         self.direct: Callable[[str | bytes], bool] | None = None
@@ -157,9 +159,16 @@ class ServerSocket:
         # as the caller next waits, and a scheduler pass per message is a
         # measurable cost), but on every 32nd, so a producer that never waits
         # cannot starve the other tasks while the kernel keeps taking data.
-        self._sends += 1
-        if not self._sends & 31:
-            await trio.lowlevel.checkpoint()
+        # Work run inline by the reader's fast path gets 32 sends free (the
+        # reader checkpoints on every read, and a yield there costs a hand-off).
+        if self._in_hook:
+            self._hook_sends += 1
+            if self._hook_sends > 32:
+                await trio.lowlevel.checkpoint()
+        else:
+            self._sends += 1
+            if not self._sends & 31:
+                await trio.lowlevel.checkpoint()
         while self._out_messages >= self._capacity and not self.core.closed:
             await self._lot.park()
         if self.core.closed:
@@ -210,7 +219,12 @@ class ServerSocket:
             if isinstance(event, Message):
                 hook = self.on_message
                 if hook is not None and not self._queued and not self.core.closed:
-                    taken = hook(event.data, hand_off is not None)
+                    self._in_hook = True
+                    self._hook_sends = 0
+                    try:
+                        taken = hook(event.data, hand_off is not None)
+                    finally:
+                        self._in_hook = False
                     if taken is True:
                         continue
                     if taken is not False:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 
 from protocol.server import ServerConfig, SocketIOServer
 from tests.socketio.raw import RawSocket, raw_socket
@@ -245,3 +246,34 @@ async def test_quick_and_blocking_handlers_mixed_are_all_answered(
             await sock.send(f'42{i}["echo",{i}]')
         acks = {await sock.recv() for _ in range(60)}
         assert acks == {f"43{i}[{i}]" for i in range(60)}
+
+
+async def test_a_handler_that_only_sends_still_lets_other_tasks_run(
+    nursery: trio.Nursery,
+) -> None:
+    server = SocketIOServer(ServerConfig())
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await trio.lowlevel.checkpoint()
+            ticks += 1
+
+    async def flood(sid: str) -> int:
+        before = ticks
+        for i in range(200):  # write-through never waits on the socket
+            await server.emit("item", i, to=sid)
+        return ticks - before
+
+    server.on("flood", flood)
+    port = await _serve(server, nursery)
+    nursery.start_soon(ticker)
+    async with raw_socket(port) as sock:
+        await _joined(sock)
+        await sock.send('421["flood"]')
+        for i in range(200):
+            assert await sock.recv() == f'42["item",{i}]'
+        answer = await sock.recv()
+    assert isinstance(answer, str) and answer.startswith("431[")
+    assert int(answer[4:-1]) > 0
