@@ -638,8 +638,9 @@ class EngineIOServer:
                 # it may block; then a new reader takes over and this one ends
                 # once that work is done.
                 reason = CloseReason.TRANSPORT_CLOSE
+                scope = trio.CancelScope()  # once per reader task
                 try:
-                    with trio.CancelScope() as scope:  # once per reader task
+                    with scope:
                         while True:
                             frame = await ws.receive()
                             if frame is None:
@@ -654,6 +655,8 @@ class EngineIOServer:
                     reason = CloseReason.TRANSPORT_ERROR
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     reason = CloseReason.TRANSPORT_ERROR
+                if scope.cancelled_caught:
+                    return  # the layer above cancelled work it ran inline here
                 sock.close_now(reason)
 
             async def watchdog() -> None:
