@@ -5,8 +5,11 @@ incoming messages for ``receive``, a bounded outbox that whichever transport is
 active drains (a long-poll response or the WebSocket writer), and a wake-up
 lot every waiter parks on. Over WebSocket, a message sent while nothing is
 queued is written straight from the sender's task (``direct``), which saves a
-task switch per message. Transports come and go (polling, then WebSocket);
-this object is the one thing that lives as long as the session.
+task switch per message; and a message received while nothing is queued may
+be taken by the layer above straight from the reader's task (``on_message``),
+even run inline there (``Suspended``), which saves the rest. Transports come
+and go (polling, then WebSocket); this object is the one thing that lives as
+long as the session.
 """
 
 from __future__ import annotations
