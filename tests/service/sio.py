@@ -158,3 +158,27 @@ async def sio_client(
                 yield client
             finally:
                 nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def sio_client_when_free(port: int, timeout_s: float = 10) -> AsyncIterator[SioClient]:
+    """A connected client, retrying while the previous controller is still being released.
+
+    The daemon frees control only after the departed controller's motion has
+    been stopped, so a client that connects right after another one dropped
+    may be refused for a moment; that is the policy, not a fault.
+    """
+    deadline = trio.current_time() + timeout_s
+    async with AsyncExitStack() as stack:
+        # No fail_after around the entry: the client's nursery outlives it.
+        while True:
+            try:
+                client = await stack.enter_async_context(sio_client(port))
+                break
+            except Refused as refused:
+                if "already connected" not in refused.reason:
+                    raise
+                if trio.current_time() > deadline:
+                    raise
+            await trio.sleep(0.05)
+        yield client
