@@ -38,6 +38,7 @@ from _common import (
     BenchError,
     Client,
     Figures,
+    RunningServer,
     ServerSpec,
     Target,
     conditions,
@@ -212,6 +213,9 @@ async def measure(
     targets: list[Target] = []
     cpu = 1 if args.pin else None
     with contextlib.ExitStack() as stack:
+        # Start every server before any client connects: the start-up wait blocks the
+        # event loop, and a connected session would miss its server's pings meanwhile.
+        started: list[tuple[str, RunningServer]] = []
         for kind in args.wanted:
             if kind in skipped:
                 figures[kind].error = skipped[kind]
@@ -220,15 +224,27 @@ async def measure(
             spec = spec_for(kind, free_port(), cpu, args.profile)
             try:
                 server = stack.enter_context(running(spec, log_dir))
-                await asyncio.sleep(SETTLE_S)
-                figures[kind].extra["idle_rss_kib"] = rss_kib(server.pid)
-                figures[kind].extra["startup_first_s"] = server.startup_s
-                client = await open_client(spec.port, args.client)
-                payload = await pick_payload(kind, client, args.manipulator)
             except BenchError as exc:
                 # Upstream that will not start is skipped; ours that will not is a failure.
                 figures[kind].error = str(exc)
                 figures[kind].skipped = kind == "upstream"
+                continue
+            figures[kind].extra["startup_first_s"] = server.startup_s
+            started.append((kind, server))
+        await asyncio.sleep(SETTLE_S)
+        for kind, server in started:
+            figures[kind].extra["idle_rss_kib"] = rss_kib(server.pid)
+        for kind, server in started:
+            try:
+                client = await open_client(server.spec.port, args.client)
+            except BenchError as exc:
+                figures[kind].error = str(exc)
+                continue
+            try:
+                payload = await pick_payload(kind, client, args.manipulator)
+            except BenchError as exc:
+                figures[kind].error = str(exc)
+                await client.close()
                 continue
             targets.append(Target(figures[kind], client, server.pid, payload))
             live.append(kind)

@@ -26,6 +26,7 @@ from _common import (
     LATENCY_HEADERS,
     BenchError,
     Figures,
+    RunningServer,
     ServerSpec,
     Target,
     conditions,
@@ -101,6 +102,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Figures]:
     pin_client(0 if args.pin else None)
     figures = {kind: Figures(SERVERS[kind], kind) for kind in args.wanted}
     targets: list[Target] = []
+    started: list[tuple[str, RunningServer]] = []
     with contextlib.ExitStack() as stack:
         for kind in args.wanted:
             port = free_port()
@@ -113,13 +115,23 @@ async def measure(args: argparse.Namespace) -> dict[str, Figures]:
                 SERVERS[kind], servers_argv(kind, port, *extra), port, cpu=1 if args.pin else None
             )
             try:
-                server = stack.enter_context(running(spec, log_dir))
-                client = await open_client(port, args.client)
+                started.append((kind, stack.enter_context(running(spec, log_dir))))
+            except BenchError as exc:
+                figures[kind].error = str(exc)
+        # Clients connect only once every server listens (the start-up wait blocks the loop).
+        for kind, server in started:
+            try:
+                client = await open_client(server.spec.port, args.client)
+            except BenchError as exc:
+                figures[kind].error = str(exc)
+                continue
+            try:
                 ack = await client.call(PAYLOAD)
                 if ack != EXPECTED_ACK:
                     raise BenchError(f"ping acked with {ack!r}, expected {EXPECTED_ACK!r}")
             except BenchError as exc:
                 figures[kind].error = str(exc)
+                await client.close()
                 continue
             targets.append(Target(figures[kind], client, server.pid, PAYLOAD))
         try:
