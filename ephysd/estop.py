@@ -20,9 +20,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterable
 from typing import NoReturn, Protocol
 
-import serial.tools.list_ports
 import trio
-import trio_serial
 
 from drivers.base import DeviceError
 
@@ -50,6 +48,10 @@ class PortInfo(Protocol):
 
 def find_arduino_port(ports: Iterable[PortInfo] | None = None) -> str:
     """The first serial port whose description mentions Arduino."""
+    # Imported here, like trio_serial below: most rigs run without a button,
+    # and the daemon's idle memory is a target.
+    import serial.tools.list_ports
+
     candidates = list(serial.tools.list_ports.comports() if ports is None else ports)
     for port in candidates:
         if "arduino" in (port.description or "").lower():
@@ -134,6 +136,8 @@ class _ButtonPort:
             except EStopUnavailable as exc:
                 self.last_error = str(exc)
                 return None
+        import trio_serial
+
         stream: trio.abc.ReceiveStream = trio_serial.SerialStream(self.path, baudrate=self.baud)
         try:
             await stream.aopen()  # type: ignore[attr-defined]
