@@ -12,6 +12,7 @@ Every loop here is bounded in count and in time, and the only address used is
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -699,3 +700,57 @@ def print_profile(path: Path, limit: int) -> None:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def parse_bench_args(
+    argv: list[str],
+    description: str | None,
+    servers: Sequence[str],
+    profiled: str,
+    add_extra: Callable[[argparse.ArgumentParser], None] = lambda _parser: None,
+    check_extra: Callable[[argparse.Namespace], str] = lambda _args: "",
+) -> argparse.Namespace:
+    """The options both RTT benches share; ``add_extra``/``check_extra`` add a bench's own.
+
+    ``check_extra`` returns an error message ('' when the extra options are fine).
+    Sets ``args.wanted`` (the servers to run) and creates the profile folder.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--samples", type=int, default=2000, help="one-in-flight calls per server")
+    parser.add_argument("--seconds", type=float, default=3.0, help="32-in-flight time per server")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds to split into")
+    parser.add_argument("--warmup", type=int, default=200, help="calls per server before measuring")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated subset of: {', '.join(servers)}"
+    )
+    parser.add_argument(
+        "--pin", action="store_true", help="pin the client to CPU 0 and the servers to CPU 1"
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help=f"run {profiled} under cProfile, write DIR/KIND.prof, print the top",
+    )
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="raw",
+        help="raw: bare asyncio Protocol (default, cheapest); websockets: the websockets library",
+    )
+    add_extra(parser)
+    args = parser.parse_args(argv)
+    if not (1 <= args.samples <= 1_000_000 and 0.1 <= args.seconds <= 600):
+        parser.error("--samples must be 1..1e6 and --seconds 0.1..600")
+    if not 1 <= args.rounds <= 100:
+        parser.error("--rounds must be 1..100")
+    problem = check_extra(args)
+    if problem:
+        parser.error(problem)
+    wanted = [k.strip() for k in args.only.split(",") if k.strip()] or list(servers)
+    unknown = [k for k in wanted if k not in servers]
+    if unknown:
+        parser.error(f"--only: unknown server(s) {unknown}; choose from {list(servers)}")
+    args.wanted = wanted
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    return args

@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 from _common import (
-    CLIENTS,
     LATENCY_HEADERS,
     BenchError,
     Figures,
@@ -36,6 +35,7 @@ from _common import (
     latency_rows,
     make_log_dir,
     open_client,
+    parse_bench_args,
     pin_client,
     print_notes,
     print_profile,
@@ -56,41 +56,12 @@ EXPECTED_ACK = '["x"]'
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--samples", type=int, default=2000, help="one-in-flight calls per server")
-    parser.add_argument("--seconds", type=float, default=3.0, help="32-in-flight time per server")
-    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds to split into")
-    parser.add_argument("--warmup", type=int, default=200, help="calls per server before measuring")
-    parser.add_argument(
-        "--only", default="", help=f"comma-separated subset of: {', '.join(SERVERS)}"
+    return parse_bench_args(
+        argv,
+        __doc__.splitlines()[0] if __doc__ else None,
+        list(SERVERS),
+        "ours and python-socketio",
     )
-    parser.add_argument(
-        "--pin", action="store_true", help="pin the client to CPU 0 and the servers to CPU 1"
-    )
-    parser.add_argument(
-        "--profile",
-        default="",
-        help="run ours and python-socketio under cProfile, write DIR/KIND.prof, print the top",
-    )
-    parser.add_argument(
-        "--client",
-        choices=CLIENTS,
-        default="raw",
-        help="raw: bare asyncio Protocol (default, cheapest); websockets: the websockets library",
-    )
-    args = parser.parse_args(argv)
-    if not (1 <= args.samples <= 1_000_000 and 0.1 <= args.seconds <= 600):
-        parser.error("--samples must be 1..1e6 and --seconds 0.1..600")
-    if not 1 <= args.rounds <= 100:
-        parser.error("--rounds must be 1..100")
-    wanted = [k.strip() for k in args.only.split(",") if k.strip()] or list(SERVERS)
-    unknown = [k for k in wanted if k not in SERVERS]
-    if unknown:
-        parser.error(f"--only: unknown server(s) {unknown}; choose from {list(SERVERS)}")
-    args.wanted = wanted
-    if args.profile:
-        Path(args.profile).mkdir(parents=True, exist_ok=True)
-    return args
 
 
 def profile_path(args: argparse.Namespace, kind: str) -> Path:
