@@ -74,6 +74,12 @@ _MESSAGES = {
 # A poll that arrives while an upgrade is between "3probe" and "5" waits this
 # long for the "5" (which the client sent first) before being told "6".
 _UPGRADE_RACE_GRACE_S = 0.1
+# A poll that arrives while a WebSocket is attached but not yet read from
+# waits this long for its reader, which may already hold "2probe" and "5" sent
+# before the poll: Trio does not order two connections' tasks, and such a poll
+# must be refused as upgraded. Short, because a client still polls while its
+# probe is under way.
+_PROBE_RACE_GRACE_S = 0.01
 _TEXT = "text/plain; charset=UTF-8"
 # Scheduler rounds a POST waits, after its messages were taken, before "ok".
 _CATCH_UP_ROUNDS = 3
@@ -442,6 +448,12 @@ class EngineIOServer:
             sock.close_now(CloseReason.TRANSPORT_ERROR)
             raise _Refusal(400, BAD_REQUEST, "Overlapping poll requests")
         packets: list[Packet] | None
+        if sock.core.state is SessionState.PROBING:
+            with trio.move_on_after(_PROBE_RACE_GRACE_S):
+                while sock.core.state is SessionState.PROBING:
+                    await sock.wait_changed()
+            if sock.core.transport != POLLING:
+                raise _Refusal(400, BAD_REQUEST, "Session was upgraded")
         if sock.core.state is SessionState.UPGRADING:
             packets = await self._poll_during_upgrade(sock)
         else:

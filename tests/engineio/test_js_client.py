@@ -49,3 +49,22 @@ async def test_engine_io_client_exchanges_text_and_binary_and_survives_heartbeat
     assert isinstance(echoes, list)
     assert sorted(echoes[:2], key=str) == sorted(["hello µm", [1, 2, 3, 250]], key=str)
     assert echoes[2] == "still here"
+
+
+async def test_a_poll_sent_right_after_the_upgrade_frames_is_refused_as_upgraded(
+    eio: EIO,
+) -> None:
+    """The official suite's race: "2probe" and "5" go out on the WebSocket, then
+    a poll on another connection; whichever the server reads first, the poll is
+    refused (never answered with a noop as if the session still polled)."""
+    assert NODE is not None
+    script = Path(__file__).parent / "js" / "upgrade_race.cjs"
+    with trio.fail_after(30):
+        done = await trio.run_process(
+            [NODE, str(script), f"http://127.0.0.1:{eio.port}", "/engine.io/", "30"],
+            cwd=ROOT,
+            capture_stdout=True,
+            capture_stderr=True,
+        )
+    statuses = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert [status for status, _text in statuses] == [400] * 30, statuses
