@@ -150,8 +150,24 @@ class ActorHandle:
         self._control = control
         self._stops = stops
         self._send_timeout_s = send_timeout_s
+        # Replies still awaited: an actor that ends answers them all (see
+        # ``shut_down``), so no API call waits forever on a dead actor.
+        self._awaited: set[ReplySlot[Any]] = set()
+        self._shut_down = False
+
+    def shut_down(self) -> None:
+        """The actor has ended: answer every awaited reply, refuse new requests."""
+        self._shut_down = True
+        for slot in self._awaited:
+            slot.put(Result(error=self._shut_down_error()))
+        self._awaited.clear()
+
+    def _shut_down_error(self) -> str:
+        return error_text(DeviceError(f"Manipulator {self.id} is shut down."))
 
     async def _ask(self, channel: trio.MemorySendChannel[Any], message: Any, slot: Any) -> Any:
+        if self._shut_down:
+            return Result(error=self._shut_down_error())
         try:
             try:
                 channel.send_nowait(message)  # the usual case: room in the queue
@@ -161,8 +177,12 @@ class ActorHandle:
         except trio.TooSlowError:
             return Result(error=error_text(DeviceTimeout(f"Manipulator {self.id} is busy.")))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return Result(error=error_text(DeviceError(f"Manipulator {self.id} is shut down.")))
-        return await slot.get()
+            return Result(error=self._shut_down_error())
+        self._awaited.add(slot)
+        try:
+            return await slot.get()
+        finally:
+            self._awaited.discard(slot)
 
     async def get_position(self) -> Result[Vector4]:
         slot: ReplySlot[Result[Vector4]] = ReplySlot()
@@ -279,6 +299,7 @@ class Actor:
                 async for message in self._control:
                     self._dispatch_control(message, nursery)
         finally:
+            self.handle.shut_down()
             with trio.CancelScope(shield=True), trio.move_on_after(self._limits.halt_timeout_s):
                 await self.manipulator.close()
 

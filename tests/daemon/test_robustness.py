@@ -146,3 +146,29 @@ def test_colour_only_on_a_tty() -> None:
         root.setLevel(level)
     assert stream.getvalue().rstrip().endswith("INFO ephysd.test: hello")
     assert "\x1b[" not in stream.getvalue()
+
+
+async def test_requests_to_an_actor_that_ended_are_answered_instead_of_waiting_forever() -> None:
+    """Reads in flight (eight readers busy on a hung device) and reads still
+    queued behind them all get an answer when the actor ends (shutdown)."""
+    answers: list[dict[str, object]] = []
+    patient = ActorLimits(read_timeout_s=60.0)
+    # The clients' nursery ends only once every ask has its answer.
+    with trio.fail_after(5):
+        async with trio.open_nursery() as clients:
+            with trio.CancelScope() as rig_scope:
+                async with open_rig(
+                    platform_with(HangingManipulator("0", ANGLES[0])), patient
+                ) as rig:
+                    api = Api(rig, "1a2b3c4d")
+
+                    async def ask() -> None:
+                        answers.append(json.loads(await api.handle("get_position", ["0"])))
+
+                    for _ in range(patient.readers + 2):
+                        clients.start_soon(ask)
+                    await trio.sleep(0.1)
+                    assert answers == []
+                    rig_scope.cancel()
+    assert len(answers) == patient.readers + 2
+    assert {answer["Error"] for answer in answers} == {"DeviceError: Manipulator 0 is shut down."}
