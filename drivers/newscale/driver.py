@@ -162,18 +162,27 @@ class NewScaleManipulator(Manipulator):
 
     async def halt(self) -> None:
         async with self._lock.hold(priority=True):
-            first_error: DeviceError | None = None
-            for address in self._halt_order():
-                try:
-                    await self._stage_locked(
-                        address, encode_stage("03"), timeout_s=HALT_REPLY_TIMEOUT_S
-                    )
-                except DeviceError as exc:
-                    if not self._link.is_open:
-                        raise  # the port is gone: no stage can hear us
-                    first_error = first_error or exc  # still halt the other stages
-            if first_error is not None:
-                raise first_error
+            # Every stage gets its halt even if another one fails; a stage whose
+            # halt (or select) went unanswered gets one more try, since a lost
+            # reply may just mean a busy bridge and a stage still moving.
+            pending = self._halt_order()
+            errors: dict[int, DeviceError] = {}
+            for _attempt in range(2):
+                errors = {}
+                for address in pending:
+                    try:
+                        await self._stage_locked(
+                            address, encode_stage("03"), timeout_s=HALT_REPLY_TIMEOUT_S
+                        )
+                    except DeviceError as exc:
+                        if not self._link.is_open:
+                            raise  # the port is gone: no stage can hear us
+                        errors[address] = exc
+                pending = list(errors)
+                if not pending:
+                    break
+            if errors:
+                raise next(iter(errors.values()))
         log.info("manipulator %s halted", self.id)
 
     async def _move(self, targets: dict[int, int], regs: SpeedRegisters) -> dict[int, StageState]:

@@ -173,3 +173,16 @@ async def test_late_select_reply_for_another_stage_is_not_taken_as_this_stages_a
     await manipulator.position()  # stage 03 selected
     sim.send_garbage_before_next_reply(b"<A0 02 0>\r")  # a stale select reply
     assert np.allclose(await manipulator.position(), 7.5)
+
+
+async def test_a_halt_whose_reply_is_lost_is_sent_again_and_the_stop_succeeds(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    """A lost reply may only mean a busy bridge: the stage gets a second <03>."""
+    halts_before = sum(frame == b"<03>\r" for frame in sim.raw_frames())
+    sim.drop_next_reply()
+    with trio.fail_after(1):
+        await manipulator.halt()
+    halts = sum(frame == b"<03>\r" for frame in sim.raw_frames()) - halts_before
+    assert halts == 4  # three stages, one of them twice
+    assert sim.stages_that_received(b"<03>\r") == {1, 2, 3}
