@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from ephysd.sdnotify import Notifier, watchdog_interval
+from tests.service.datagrams import drain
 
 
 @pytest.fixture
@@ -109,15 +110,6 @@ async def test_an_unhealthy_daemon_withholds_its_watchdog_ping(
     notifier.close()
 
 
-def received_now(sock: socket.socket) -> list[bytes]:
-    out = []
-    while True:
-        try:
-            out.append(sock.recv(4096))
-        except BlockingIOError:
-            return out
-
-
 def test_watchdog_interval_honours_watchdog_pid_and_ignores_garbage() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "10000000"}) == 5.0
     assert watchdog_interval({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}, pid=2) is None
@@ -182,7 +174,7 @@ async def test_a_full_notify_queue_never_raises_nor_stalls_status_updates(
                     drained.append(sock.recv(4096))
                 except BlockingIOError:
                     await trio.sleep(0.01)
-    drained.extend(received_now(sock))
+    drained.extend(drain(sock))
     assert sent == [True]
     assert b"STOPPING=1" in drained
     notifier.close()

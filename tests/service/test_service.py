@@ -11,15 +11,7 @@ import trio
 
 from ephysd.sdnotify import Notifier
 from ephysd.service import Service, status_line
-
-
-def drain(sock: socket.socket) -> list[bytes]:
-    out = []
-    while True:
-        try:
-            out.append(sock.recv(4096))
-        except BlockingIOError:
-            return out
+from tests.service.datagrams import drain
 
 
 def test_status_line_says_platform_manipulators_and_client() -> None:

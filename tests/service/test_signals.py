@@ -13,6 +13,7 @@ import trio
 
 from ephysd.sdnotify import Notifier
 from ephysd.signals import handle_signals
+from tests.service.datagrams import drain
 
 
 @pytest.fixture
@@ -25,15 +26,6 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, Notifier]]:
     yield sock, notifier
     notifier.close()
     sock.close()
-
-
-def received(sock: socket.socket) -> list[bytes]:
-    out = []
-    while True:
-        try:
-            out.append(sock.recv(4096))
-        except BlockingIOError:
-            return out
 
 
 class Rig:
@@ -81,7 +73,7 @@ async def test_stop_signal_sends_stopping_halts_every_motion_then_shuts_down(
             os.kill(os.getpid(), signum)
             await trio.sleep_forever()
     assert rig.events == ["stop_motion", "stopped", "shutdown"]
-    (message,) = received(sock)
+    (message,) = drain(sock)
     assert message.startswith(b"STOPPING=1\nSTATUS=stopping (")
 
 
@@ -134,4 +126,4 @@ async def test_sighup_reloads_and_the_daemon_keeps_running(
             assert not shut.is_set()
             nursery.cancel_scope.cancel()
     assert rig.events == ["reload", "reload"]
-    assert received(sock) == [b"RELOADING=1", b"READY=1"] * 2
+    assert drain(sock) == [b"RELOADING=1", b"READY=1"] * 2
