@@ -115,3 +115,13 @@ async def live_process(command: list[str]) -> AsyncIterator[LiveClient]:
             yield LiveClient(process)
         finally:
             process.kill()
+
+
+async def read_until(stream: trio.abc.ReceiveStream, marker: bytes) -> bytes:
+    """Everything a process wrote until ``marker`` appears; fails if it exits first."""
+    seen = b""
+    while marker not in seen:
+        chunk = await stream.receive_some()
+        assert chunk, seen
+        seen += chunk
+    return seen

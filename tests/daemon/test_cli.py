@@ -11,6 +11,7 @@ import trio
 
 from ephysd.cli import parse_settings
 from ephysd.config import ConfigError, Settings, build_settings, parse_host_port
+from tests.daemon.e2e import read_until
 
 
 async def ephysd(*args: str, timeout_s: float = 30) -> tuple[int, str, str]:
@@ -115,11 +116,7 @@ async def test_non_loopback_listen_warns_that_the_rig_is_reachable() -> None:
         )
         try:
             assert process.stdout is not None
-            seen = b""
-            while b"listening on" not in seen:
-                chunk = await process.stdout.receive_some()
-                assert chunk, seen
-                seen += chunk
+            seen = await read_until(process.stdout, b"listening on")
         finally:
             process.terminate()
             await process.wait()

@@ -12,6 +12,7 @@ from drivers.base import PlatformOptions
 from drivers.fake import FakePlatform
 from ephysd import platforms
 from ephysd.platforms import PLATFORM_NAMES, PlatformUnavailable, create_platform
+from tests.daemon.e2e import read_until
 
 
 def test_every_cli_platform_name_has_a_driver_module() -> None:
@@ -43,11 +44,7 @@ async def test_devrig_drives_simulated_new_scale_bridges_over_ptys_as_its_banner
         )
         try:
             assert process.stdout is not None
-            seen = b""
-            while b"Ctrl-C" not in seen:
-                chunk = await process.stdout.receive_some()
-                assert chunk, seen
-                seen += chunk
+            seen = await read_until(process.stdout, b"Ctrl-C")
             text = seen.decode()
             command = next(
                 line.strip() for line in text.splitlines() if line.strip().startswith("node -e")
