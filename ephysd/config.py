@@ -9,7 +9,6 @@ typo in a unit file's config never starts a daemon with silent defaults.
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """The file's top-level table with keys normalised to snake_case."""
+    # Imported here: a daemon started without --config never loads the TOML parser.
+    import tomllib
+
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
