@@ -29,6 +29,7 @@ from protocol.engineio.packets import PacketType as EIOType
 from protocol.engineio.packets import decode_packet, encode_packet
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.socketio.acks import AckTable, Disconnected, ack_args
+from protocol.socketio.deferred import Deferred
 from protocol.socketio.packets import (
     Decoder,
     Packet,
@@ -342,6 +343,8 @@ class SocketIOClient:
             else:
                 log.info("event %r has no handler; not acked", event)
                 return
+            if isinstance(result, Deferred):  # the server's contract; here simply awaited
+                result = await result.wait()
             if packet.id is not None:
                 await self._send(encode(ack_packet(ack_args(result), packet.id, self.namespace)))
         except Disconnected:

@@ -15,7 +15,9 @@ When the session ends, its in-flight handlers are cancelled.
 
 Handler contract, everywhere: the handler's return value is the ack. ``None``
 acks with no arguments, a tuple with several, anything else with one. The ack
-is only sent if the client asked for one.
+is only sent if the client asked for one. A handler whose answer comes from
+another task may return a :class:`Deferred` instead: the ack is then written
+by the task that resolves it, at once, without a hand-off back to a handler.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from protocol.engineio.server import EngineIOServer
 from protocol.engineio.socket import ServerSocket, Suspended
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.socketio.acks import AckTable, Disconnected, ack_args
+from protocol.socketio.deferred import Deferred
 from protocol.socketio.packets import (
     DEFAULT_MAX_ATTACHMENTS,
     Decoder,
@@ -51,6 +54,7 @@ from protocol.transport import CloseReason, EngineIOSocket, RequestInfo, Session
 
 __all__ = [
     "ConnectRefused",
+    "Deferred",
     "Disconnected",
     "ServerConfig",
     "SocketIOServer",
@@ -115,6 +119,9 @@ class _Client:
         self.members: dict[str, _Member] = {}
         self.max_handlers = max_handlers
         self.pool: HandlerPool[tuple[_Member, Packet]] | None = None
+        # The session's nursery, for sending a deferred ack that cannot be
+        # written at once; None once the session is over.
+        self.nursery: trio.Nursery | None = None
         self.connect_timer = trio.CancelScope()
         # True while the receive loop holds a message it has not finished
         # dispatching; the synchronous fast path must not overtake it then.
@@ -307,9 +314,11 @@ class SocketIOServer:
         reason = CloseReason.TRANSPORT_CLOSE.value
         try:
             async with trio.open_nursery() as nursery:
+                client.nursery = nursery
                 client.pool = HandlerPool(nursery, client.max_handlers, self._run_event)
                 nursery.start_soon(self._enforce_connect_timeout, client)
                 reason = await self._receive_loop(client)
+                client.nursery = None
                 nursery.cancel_scope.cancel()
                 client.cancel_inline()
             await client.pool.wait_inline()
@@ -536,6 +545,9 @@ class SocketIOServer:
                 return
             if packet.id is None:
                 return
+            if isinstance(result, Deferred):
+                result.on_resolved(functools.partial(self._ack_later, member, packet.id, event))
+                return
             if client.members.get(member.namespace) is not member:
                 log.debug("sid=%s left before its %r ack was ready", member.sid, event)
                 return
@@ -548,3 +560,39 @@ class SocketIOServer:
             log.error("sid=%s cannot ack %r: %s", member.sid, packet.data[0], exc)
         except Exception:
             log.exception("sid=%s handler for %r failed", member.sid, packet.data[0])
+
+    def _ack_later(self, member: _Member, ack_id: int, event: str, result: Any) -> None:
+        """Send a deferred ack from the task that resolved it, never waiting there.
+
+        The usual case writes it straight to the socket; a full outbox or a
+        send in progress hands it to a task of the session instead.
+        """
+        client = member.client
+        if client.members.get(member.namespace) is not member:
+            log.debug("sid=%s left before its %r ack was ready", member.sid, event)
+            return
+        try:
+            parts = encode(ack_packet(ack_args(result), ack_id, member.namespace))
+        except LocalProtocolError as exc:
+            log.error("sid=%s cannot ack %r: %s", member.sid, event, exc)
+            return
+        eio = client.eio
+        if len(parts) == 1 and not client.send_gate.busy and isinstance(eio, ServerSocket):
+            try:
+                if eio.send_nowait(parts[0]):
+                    return
+            except SessionClosed:
+                return
+        nursery = client.nursery
+        if nursery is None:
+            log.debug("sid=%s session ended before its %r ack was sent", member.sid, event)
+            return
+        try:
+            nursery.start_soon(self._send_late, client, parts)
+        except RuntimeError:  # the nursery is closing: the session is over
+            log.debug("sid=%s session ended before its %r ack was sent", member.sid, event)
+
+    @staticmethod
+    async def _send_late(client: _Client, parts: list[str | bytes]) -> None:
+        with contextlib.suppress(SessionClosed):
+            await client.send_parts(parts)

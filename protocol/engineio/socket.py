@@ -153,11 +153,33 @@ class ServerSocket:
         self._queued -= 1
         return message
 
-    async def send(self, message: str | bytes) -> None:
+    def _check_outgoing(self, message: str | bytes) -> None:
         if not isinstance(message, str | bytes):
             raise LocalProtocolError(f"messages are str or bytes, not {type(message).__name__}")
         if isinstance(message, str) and RECORD_SEPARATOR in message and self.transport == POLLING:
             raise LocalProtocolError("a message sent over polling cannot contain \\x1e")
+
+    def send_nowait(self, message: str | bytes) -> bool:
+        """Write or queue ``message`` without waiting; False if the outbox is full.
+
+        For answers produced on a task that must never wait on a client (a
+        device's actor resolving a deferred ack): on False the caller sends
+        it from a task of its own with ``send`` instead.
+        """
+        self._check_outgoing(message)
+        if self.core.closed:
+            raise SessionClosed(self.close_reason)
+        if self._out_messages >= self._capacity:
+            return False
+        if self.direct is not None and not self._out and self.direct(message):
+            return True
+        self._out.append(Packet(PacketType.MESSAGE, message))
+        self._out_messages += 1
+        self._lot.unpark_all()
+        return True
+
+    async def send(self, message: str | bytes) -> None:
+        self._check_outgoing(message)
         # Not a checkpoint on every call (the writer is woken and runs as soon
         # as the caller next waits, and a scheduler pass per message is a
         # measurable cost), but on every 32nd, so a producer that never waits
