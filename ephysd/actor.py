@@ -49,20 +49,42 @@ AXIS_NAMES = ("x", "y", "z", "w")
 
 
 class ReplySlot(Generic[T]):
-    """A value delivered once from the actor to the one task awaiting it."""
+    """A value delivered once from the actor: to the one task awaiting it, or
+    to a callback run on the actor's task (``on_put``).
 
-    __slots__ = ("_event", "_value")
+    The callback form spares the API a wake-up per request (the answer goes
+    out from the actor's task as soon as it exists); it must be quick, and an
+    exception from it is logged here, never raised into the actor.
+    """
 
-    def __init__(self) -> None:
-        self._event = trio.Event()
+    __slots__ = ("_done", "_event", "_on_put", "_value")
+
+    def __init__(self, on_put: Callable[[T], None] | None = None) -> None:
+        self._on_put = on_put
+        self._event = trio.Event() if on_put is None else None
+        self._done = False
         self._value: T | None = None
 
+    @property
+    def done(self) -> bool:
+        return self._done
+
     def put(self, value: T) -> None:
-        if not self._event.is_set():
-            self._value = value
+        if self._done:
+            return
+        self._done = True
+        self._value = value
+        if self._event is not None:
             self._event.set()
+        if self._on_put is not None:
+            try:
+                self._on_put(value)
+            except Exception:
+                log.exception("a reply callback failed")
 
     async def get(self) -> T:
+        if self._event is None:
+            raise RuntimeError("a reply slot with a callback cannot be awaited")
         await self._event.wait()
         return self._value  # type: ignore[return-value]
 
@@ -158,16 +180,18 @@ class ActorHandle:
     def shut_down(self) -> None:
         """The actor has ended: answer every awaited reply, refuse new requests."""
         self._shut_down = True
-        for slot in self._awaited:
+        awaited, self._awaited = self._awaited, set()
+        for slot in awaited:  # a callback slot leaves the set as it is answered
             slot.put(Result(error=self._shut_down_error()))
-        self._awaited.clear()
 
     def _shut_down_error(self) -> str:
         return error_text(DeviceError(f"Manipulator {self.id} is shut down."))
 
-    async def _ask(self, channel: trio.MemorySendChannel[Any], message: Any, slot: Any) -> Any:
+    async def _send(self, channel: trio.MemorySendChannel[Any], message: Any, slot: Any) -> None:
+        """Hand ``message`` to the actor; if that fails, the failure is the slot's answer."""
         if self._shut_down:
-            return Result(error=self._shut_down_error())
+            slot.put(Result(error=self._shut_down_error()))
+            return
         try:
             try:
                 channel.send_nowait(message)  # the usual case: room in the queue
@@ -175,14 +199,49 @@ class ActorHandle:
                 with trio.fail_after(self._send_timeout_s):
                     await channel.send(message)
         except trio.TooSlowError:
-            return Result(error=error_text(DeviceTimeout(f"Manipulator {self.id} is busy.")))
+            slot.put(Result(error=error_text(DeviceTimeout(f"Manipulator {self.id} is busy."))))
+            return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return Result(error=self._shut_down_error())
-        self._awaited.add(slot)
+            slot.put(Result(error=self._shut_down_error()))
+            return
+        if self._shut_down:  # the actor ended while we waited for room
+            slot.put(Result(error=self._shut_down_error()))
+            return
+        if not slot.done:  # the actor may have answered while we waited for room
+            self._awaited.add(slot)
+
+    async def _ask(self, channel: trio.MemorySendChannel[Any], message: Any, slot: Any) -> Any:
         try:
+            await self._send(channel, message, slot)
             return await slot.get()
         finally:
             self._awaited.discard(slot)
+
+    def _callback_slot(self, on_reply: Callable[[Result[T]], None]) -> ReplySlot[Result[T]]:
+        """A slot that answers ``on_reply`` on the actor's task and leaves the awaited set."""
+
+        def answered(result: Result[T]) -> None:
+            self._awaited.discard(slot)
+            on_reply(result)
+
+        slot: ReplySlot[Result[T]] = ReplySlot(answered)
+        return slot
+
+    async def request_position(self, on_reply: Callable[[Result[Vector4]], None]) -> None:
+        """Ask for the position; ``on_reply`` gets the answer exactly once, on the
+        actor's task (or at once, here, if the request could not be delivered)."""
+        slot = self._callback_slot(on_reply)
+        await self._send(self._reads, GetPosition(slot), slot)
+
+    async def request_angles(self, on_reply: Callable[[Result[Vector3]], None]) -> None:
+        """As :meth:`request_position`, for the probe's angles."""
+        slot = self._callback_slot(on_reply)
+        await self._send(self._reads, GetAngles(slot), slot)
+
+    async def request_shank_count(self, on_reply: Callable[[Result[int]], None]) -> None:
+        """As :meth:`request_position`, for the shank count."""
+        slot = self._callback_slot(on_reply)
+        await self._send(self._reads, GetShankCount(slot), slot)
 
     async def get_position(self) -> Result[Vector4]:
         slot: ReplySlot[Result[Vector4]] = ReplySlot()

@@ -3,6 +3,12 @@
 Transport-free on purpose: the Socket.IO server, the proxy client and the tests
 all call :meth:`Api.handle`. Every answer is a string, as on the wire; the
 shapes and texts are those of ``ephys-link-api.md``.
+
+Reads (position, angles, shank count) are the hot path: Pinpoint polls them
+many times a second. :meth:`Api.answer` returns those as a
+:class:`~protocol.server.Deferred` resolved on the actor's task, so the
+Socket.IO server writes the ack from there with no hand-off back to the
+handler; the request still reaches the actor only as a message.
 """
 
 from __future__ import annotations
@@ -10,9 +16,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from ephysd.actor import ActorHandle
+from ephysd.actor import ActorHandle, Result
 from ephysd.errors import error_text, unknown_manipulator
 from ephysd.models import (
     MALFORMED_REQUEST,
@@ -29,14 +35,22 @@ from ephysd.models import (
     SetInsideBrainRequest,
     SetPositionRequest,
     ShankCountResponse,
+    Vector3,
+    Vector4,
     decode_manipulator_id,
     decode_request,
     to_json,
     vector4,
 )
 from ephysd.rig import Rig
+from protocol.server import Deferred
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# An event's answer: the ack text now, or later from the actor's task.
+Answer = str | Deferred[str]
 
 # The Ephys Link API level ephysd implements. Pinpoint refuses a server whose
 # major version is not 2, so this is what get_version reports, not our own
@@ -50,7 +64,7 @@ class Api:
     def __init__(self, rig: Rig, pinpoint_id: str) -> None:
         self._rig = rig
         self.pinpoint_id = pinpoint_id
-        self._handlers: dict[str, Callable[[Sequence[Any]], Awaitable[str]]] = {
+        self._handlers: dict[str, Callable[[Sequence[Any]], Awaitable[Answer]]] = {
             "get_version": self._get_version,
             "get_pinpoint_id": self._get_pinpoint_id,
             "get_platform_info": self._get_platform_info,
@@ -71,6 +85,13 @@ class Api:
 
     async def handle(self, event: str, args: Sequence[Any]) -> str:
         """The ack string for ``event`` called with ``args`` (request data first)."""
+        answer = await self.answer(event, args)
+        if isinstance(answer, Deferred):
+            return await answer.wait()
+        return answer
+
+    async def answer(self, event: str, args: Sequence[Any]) -> Answer:
+        """As :meth:`handle`, but a read's answer may come as a Deferred."""
         handler = self._handlers.get(event)
         if handler is None:
             log.error("unknown event %r", event)
@@ -78,16 +99,42 @@ class Api:
         log.debug("event %s %r", event, args)
         try:
             answer = await handler(args)
-            log.debug("event %s answered %.500s", event, answer)
-            return answer
         except MalformedRequest as exc:
             shown = args[0] if args else "(no argument)"
             log.error("malformed %s request: %s; got %.200r", event, exc, shown)
             return MALFORMED_REQUEST
         except Exception as exc:
-            # A bug must cost this one answer, never the connection or the daemon.
-            log.exception("%s failed unexpectedly", event)
-            return json.dumps({"error": error_text(exc)})
+            return self._failed(event, exc)
+        if not isinstance(answer, Deferred):
+            log.debug("event %s answered %.500s", event, answer)
+        return answer
+
+    @staticmethod
+    def _failed(event: str, exc: Exception) -> str:
+        # A bug must cost this one answer, never the connection or the daemon.
+        log.exception("%s failed unexpectedly", event)
+        return json.dumps({"error": error_text(exc)})
+
+    @classmethod
+    async def _later(
+        cls,
+        event: str,
+        request: Callable[[Callable[[Result[T]], None]], Awaitable[None]],
+        render: Callable[[Result[T]], str],
+    ) -> Deferred[str]:
+        """Send a read to its actor; the answer is rendered on the actor's task."""
+        answer: Deferred[str] = Deferred()
+
+        def deliver(result: Result[T]) -> None:
+            try:
+                text = render(result)
+            except Exception as exc:
+                text = cls._failed(event, exc)
+            log.debug("event %s answered %.500s", event, text)
+            answer.resolve(text)
+
+        await request(deliver)
+        return answer
 
     # --- helpers ---------------------------------------------------------------
 
@@ -136,35 +183,26 @@ class Api:
 
     # --- reads -------------------------------------------------------------------
 
-    async def _get_position(self, args: Sequence[Any]) -> str:
+    async def _get_position(self, args: Sequence[Any]) -> Answer:
         manipulator_id = decode_manipulator_id(self._arg(args))
         handle = self._handle_for(manipulator_id)
         if handle is None:
             return to_json(PositionalResponse(error=self._unknown(manipulator_id)))
-        result = await handle.get_position()
-        if result.error or result.value is None:
-            return to_json(PositionalResponse(error=result.error))
-        return to_json(PositionalResponse(position=result.value))
+        return await self._later("get_position", handle.request_position, _position_answer)
 
-    async def _get_angles(self, args: Sequence[Any]) -> str:
+    async def _get_angles(self, args: Sequence[Any]) -> Answer:
         manipulator_id = decode_manipulator_id(self._arg(args))
         handle = self._handle_for(manipulator_id)
         if handle is None:
             return to_json(AngularResponse(error=self._unknown(manipulator_id)))
-        result = await handle.get_angles()
-        if result.error or result.value is None:
-            return to_json(AngularResponse(error=result.error))
-        return to_json(AngularResponse(angles=result.value))
+        return await self._later("get_angles", handle.request_angles, _angles_answer)
 
-    async def _get_shank_count(self, args: Sequence[Any]) -> str:
+    async def _get_shank_count(self, args: Sequence[Any]) -> Answer:
         manipulator_id = decode_manipulator_id(self._arg(args))
         handle = self._handle_for(manipulator_id)
         if handle is None:
             return to_json(ShankCountResponse(error=self._unknown(manipulator_id)))
-        result = await handle.get_shank_count()
-        if result.error or result.value is None:
-            return to_json(ShankCountResponse(error=result.error))
-        return to_json(ShankCountResponse(shank_count=result.value))
+        return await self._later("get_shank_count", handle.request_shank_count, _shank_answer)
 
     # --- moves -------------------------------------------------------------------
 
@@ -208,3 +246,24 @@ class Api:
 
     async def _stop_all(self, args: Sequence[Any]) -> str:
         return await self._rig.stop_all()
+
+
+# --- read answers, rendered on the actor's task -------------------------------------
+
+
+def _position_answer(result: Result[Vector4]) -> str:
+    if result.error or result.value is None:
+        return to_json(PositionalResponse(error=result.error))
+    return to_json(PositionalResponse(position=result.value))
+
+
+def _angles_answer(result: Result[Vector3]) -> str:
+    if result.error or result.value is None:
+        return to_json(AngularResponse(error=result.error))
+    return to_json(AngularResponse(angles=result.value))
+
+
+def _shank_answer(result: Result[int]) -> str:
+    if result.error or result.value is None:
+        return to_json(ShankCountResponse(error=result.error))
+    return to_json(ShankCountResponse(shank_count=result.value))

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from ephysd.api import Api
+from ephysd.api import Answer, Api
 from ephysd.config import ConfigError, Settings
 from ephysd.security import TOO_MANY_REQUESTS, AccessPolicy, PolicyError, RequestRateLimiter
 from protocol.engineio.config import EngineIOConfig
@@ -156,10 +156,10 @@ def build_server(
         burst=settings.limits.burst,
     )
 
-    async def on_event(sid: str, event: str, *args: Any) -> str:
+    async def on_event(sid: str, event: str, *args: Any) -> Answer:
         if not policy.allow(sid, event):
             return TOO_MANY_REQUESTS
-        return await api.handle(event, args)
+        return await api.answer(event, args)
 
     server.on_any(on_event)
     server.on_connect(policy.on_connect)

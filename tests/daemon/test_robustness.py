@@ -10,13 +10,15 @@ import pty
 import sys
 import tty
 
+import pytest
 import trio
 
 from drivers.base import Vector
 from drivers.fake import ANGLES, FakeManipulator, FakePlatform
-from ephysd.actor import ActorLimits
+from ephysd.actor import ActorLimits, Result
 from ephysd.api import Api
 from ephysd.logging_setup import JournalFormatter, PlainFormatter
+from ephysd.models import Vector4
 from ephysd.rig import open_rig
 from tests.daemon.e2e import running_daemon
 
@@ -172,3 +174,25 @@ async def test_requests_to_an_actor_that_ended_are_answered_instead_of_waiting_f
                     rig_scope.cancel()
     assert len(answers) == patient.readers + 2
     assert {answer["Error"] for answer in answers} == {"DeviceError: Manipulator 0 is shut down."}
+
+
+async def test_a_reply_callback_that_raises_does_not_take_the_actor_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Read answers are rendered by a callback on the actor's task; a bug there
+    costs that one answer, and the actor keeps serving."""
+    calls: list[Result[Vector4]] = []
+
+    def broken(result: Result[Vector4]) -> None:
+        calls.append(result)
+        raise RuntimeError("bug in an answer's rendering")
+
+    with trio.fail_after(5):
+        async with open_rig(platform_with(FakeManipulator("0", ANGLES[0]))) as rig:
+            handle = rig.handles["0"]
+            with caplog.at_level(logging.ERROR):
+                await handle.request_position(broken)
+                after = await handle.get_position()
+    assert len(calls) == 1 and calls[0].error == ""
+    assert after.error == "" and after.value is not None
+    assert "a reply callback failed" in caplog.text
