@@ -255,6 +255,15 @@ class Client(Protocol):
     """What the measurements need from a client session (both clients below)."""
 
     sid: str
+    # The ACK arguments every call must get (None: not checked), and the
+    # calls that got something else.
+    expected: str | None
+
+    @property
+    def wrong(self) -> int: ...
+
+    @property
+    def first_wrong(self) -> str: ...
 
     async def call(self, payload: str) -> str: ...
 
@@ -281,6 +290,22 @@ class RawClient:
     def __init__(self, raw: RawSioClient) -> None:
         self._raw = raw
         self.sid = raw.sid
+
+    @property
+    def expected(self) -> str | None:
+        return self._raw.expected
+
+    @expected.setter
+    def expected(self, value: str | None) -> None:
+        self._raw.expected = value
+
+    @property
+    def wrong(self) -> int:
+        return self._raw.wrong
+
+    @property
+    def first_wrong(self) -> str:
+        return self._raw.first_wrong
 
     @classmethod
     async def open(cls, port: int) -> RawClient:
@@ -322,6 +347,9 @@ class SioClient:
         self._ws = ws
         self.sid = sid
         self._next_id = 0
+        self.expected: str | None = None
+        self.wrong = 0
+        self.first_wrong = ""
 
     @classmethod
     async def open(cls, port: int) -> SioClient:
@@ -375,7 +403,11 @@ class SioClient:
                 bracket = message.find("[", 2)
                 if bracket < 3:
                     raise BenchError(f"ACK without an id: {message[:80]!r}")
-                return int(message[2:bracket]), message[bracket:]
+                args = message[bracket:]
+                if self.expected is not None and args != self.expected:
+                    self.wrong += 1
+                    self.first_wrong = self.first_wrong or args
+                return int(message[2:bracket]), args
             if message == "2":
                 await self._ws.send("3")
             elif message.startswith(("1", "41", "44")):
@@ -510,6 +542,11 @@ async def run_rounds(
             await target.client.throughput(target.payload, 0.3, THROUGHPUT_WINDOW)
         except (BenchError, TimeoutError, OSError) as exc:
             target.figures.error = f"warm-up failed: {exc!r}"
+        if target.client.wrong:
+            target.figures.error = (
+                f"warm-up: {target.client.wrong} ACKs were not the expected answer,"
+                f" e.g. {target.client.first_wrong[:120]!r}"
+            )
     per_round = max(1, samples // rounds)
     for _ in range(rounds):
         for target in targets:
@@ -529,6 +566,12 @@ async def run_rounds(
                 figures.server_cpu_s += cpu_seconds(target.pid) - cpu_before
             except (BenchError, TimeoutError, OSError) as exc:
                 figures.error = f"failed mid-run: {exc!r}"
+                continue
+            if target.client.wrong:
+                figures.error = (
+                    f"{target.client.wrong} ACKs were not the expected answer,"
+                    f" e.g. {target.client.first_wrong[:120]!r}: figures discarded"
+                )
                 continue
             figures.acks += acks
             figures.seconds += elapsed

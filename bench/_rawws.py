@@ -111,6 +111,11 @@ class RawSioClient(asyncio.Protocol):
         self._error: Exception | None = None
         self._next_id = 0
         self.sid = ""
+        # Once set, every ACK's arguments are compared with it: a server that
+        # answers fast with an error (a rate limit, say) must not count as fast.
+        self.expected: str | None = None
+        self.wrong = 0
+        self.first_wrong = ""
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -237,6 +242,10 @@ class RawSioClient(asyncio.Protocol):
             if bracket < 3 or not text[2:bracket].isdigit():
                 raise ClientError(f"ACK without an id: {text[:80]!r}")
             ack_id = int(text[2:bracket])
+            expected = self.expected
+            if expected is not None and text[bracket:] != expected:
+                self.wrong += 1
+                self.first_wrong = self.first_wrong or text[bracket:]
             if self._pump is not None:
                 self._pump.on_ack(ack_id)
                 return

@@ -5,7 +5,9 @@
 Three servers, each a subprocess on 127.0.0.1, driven by the raw WebSocket
 client of bench/_common.py in interleaved rounds:
 
-- ephysd: ``python -m ephysd.cli --platform fake --listen 127.0.0.1:PORT``;
+- ephysd: ``python -m ephysd.cli --platform fake --listen 127.0.0.1:PORT
+  --config bench/ephysd-bench.toml`` (its per-connection rate limit raised:
+  the default 1000 requests/s would refuse most calls; see that file);
 - upstream: PyPI ephys-link 2.3.6 with its fake platform, from its own venv
   bench/.venv-upstream (installed on first use by bench/setup_upstream.sh;
   skipped with a message when that fails), started by bench/_upstream_launcher.py
@@ -16,8 +18,11 @@ client of bench/_common.py in interleaved rounds:
 Measured: get_position p50/p99 with one call in flight, acks/s with 32 in
 flight, server CPU per ack, idle RSS (process and its children, from
 /proc/PID/status), RSS after the load, and the time from exec to accepting
-TCP connections. Targets (ephysd vs upstream): throughput >= 2x, p50 overhead
-above the floor <= 0.5x, p99 no worse, idle RSS <= 0.6x.
+TCP connections. Every ACK is compared with the first one (a manipulator at
+rest answers the same position every time); a server that answers anything
+else, such as a rate-limit refusal, has its figures discarded. Targets
+(ephysd vs upstream): throughput >= 2x, p50 overhead above the floor <= 0.5x,
+p99 no worse, idle RSS <= 0.6x.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ UPSTREAM_VENV = BENCH_DIR / ".venv-upstream"
 UPSTREAM_PYTHON = UPSTREAM_VENV / "bin" / "python"
 SETUP_SCRIPT = BENCH_DIR / "setup_upstream.sh"
 LAUNCHER = BENCH_DIR / "_upstream_launcher.py"
+EPHYSD_CONFIG = BENCH_DIR / "ephysd-bench.toml"
 SETUP_TIMEOUT_S = 900.0
 SETTLE_S = 1.0
 # What upstream's fake platform answers for a manipulator at the origin.
@@ -145,6 +151,7 @@ def spec_for(kind: str, port: int, cpu: int | None, profile_dir: str = "") -> Se
             argv += ["-m", "cProfile", "-o", str(profile_path(profile_dir, kind))]
         if kind == "ephysd":
             argv += ["-m", "ephysd.cli", "--platform", "fake", "--listen", f"127.0.0.1:{port}"]
+            argv += ["--config", str(EPHYSD_CONFIG)]
         else:
             argv += [str(LAUNCHER), "--port", str(port)]
     else:
@@ -167,10 +174,14 @@ def position_error(ack: str) -> str:
 async def pick_payload(kind: str, client: Client, manipulator: str) -> str:
     """The get_position EVENT to send, checked to succeed once."""
     if kind == "floor":
-        return event_payload("get_position", manipulator)
+        payload = event_payload("get_position", manipulator)
+        client.expected = await client.call(payload)  # the canned answer, every time
+        return payload
     payload = event_payload("get_position", manipulator)
-    error = position_error(await client.call(payload))
+    ack = await client.call(payload)
+    error = position_error(ack)
     if not error:
+        client.expected = ack  # a resting manipulator: every later ACK must be the same
         return payload
     # Another id scheme: take the first manipulator the server lists (ephysd only:
     # upstream never acks events without an argument).
@@ -179,8 +190,10 @@ async def pick_payload(kind: str, client: Client, manipulator: str) -> str:
         ids = listed.get("Manipulators") or []
         if ids:
             payload = event_payload("get_position", str(ids[0]))
-            error = position_error(await client.call(payload))
+            ack = await client.call(payload)
+            error = position_error(ack)
             if not error:
+                client.expected = ack
                 return payload
     raise BenchError(f"get_position {manipulator!r} answered an error: {error}")
 

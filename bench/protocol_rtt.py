@@ -104,6 +104,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Figures]:
                 figures[kind].error = str(exc)
                 await client.close()
                 continue
+            client.expected = EXPECTED_ACK  # every later ACK is checked against it
             targets.append(Target(figures[kind], client, server.pid, PAYLOAD))
         try:
             await run_rounds(targets, args.samples, args.seconds, args.rounds, args.warmup)
