@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -39,6 +39,7 @@ import trio
 from drivers.base import DeviceError, DeviceLost, Manipulator, PlatformInfo, Vector
 from ephysd.errors import DeviceTimeout, error_text
 from ephysd.models import INSIDE_BRAIN_REFUSAL, Vector3, Vector4, vector4
+from protocol.stepping import Started, finish, start
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,13 @@ class Stop(msgspec.Struct, frozen=True):
 # the actor's loop in arrival order (a move after set_inside_brain must see it).
 ReadRequest = GetPosition | GetAngles | GetShankCount
 ControlRequest = MoveTo | MoveDepth | SetInsideBrain
+
+# Each read's event name and how its timeout describes it.
+_READS: dict[type[ReadRequest], tuple[str, str]] = {
+    GetPosition: ("get_position", "a position read"),
+    GetAngles: ("get_angles", "an angle read"),
+    GetShankCount: ("get_shank_count", "a shank-count read"),
+}
 
 
 class ActorLimits(msgspec.Struct, frozen=True):
@@ -405,12 +413,35 @@ class Actor:
             log.warning("manipulator %s back online after %d attempt(s)", self.id, attempt)
             return
 
-    async def _device(self, call: Callable[[], Awaitable[T]], timeout_s: float, what: str) -> T:
-        """One bounded device call; a lost device takes the actor offline."""
+    async def _device(
+        self,
+        call: Callable[[], Coroutine[Any, Any, T]],
+        timeout_s: float,
+        what: str,
+        bound: trio.CancelScope | None = None,
+    ) -> T:
+        """One bounded device call; a lost device takes the actor offline.
+
+        With ``bound`` (a reader's own scope, see ``_serve_reads``) the deadline
+        is set on that scope, and only if the call waits: an answer that needs
+        no waiting (a simulated device, a cached value) needs no deadline, and
+        a fresh cancel scope per call would cost more than the call. When that
+        deadline fires, Cancelled leaves here and ``_serve_reads`` answers.
+        """
         self._in_flight += 1
         try:
-            with trio.fail_after(timeout_s):
-                return await call()
+            if bound is None:
+                with trio.fail_after(timeout_s):
+                    return await call()
+            coro = call()
+            try:
+                return start(coro)
+            except Started as waiting:
+                bound.deadline = trio.current_time() + timeout_s
+                try:
+                    return await finish(coro, waiting.trap)
+                finally:
+                    bound.deadline = math.inf
         except trio.TooSlowError:
             raise DeviceTimeout(
                 f"Manipulator {self.id} did not answer {what} within {timeout_s} s."
@@ -432,25 +463,44 @@ class Actor:
             log.exception("manipulator %s %s failed with an unexpected error", self.id, what)
         return text
 
-    async def _read_position(self) -> Vector:
+    async def _read_position(self, bound: trio.CancelScope | None = None) -> Vector:
         return await self._device(
-            self.manipulator.position, self._limits.read_timeout_s, "a position read"
+            self.manipulator.position, self._limits.read_timeout_s, _READS[GetPosition][1], bound
         )
 
     # --- message handlers ------------------------------------------------------
 
     async def _serve_reads(self) -> None:
-        async for message in self._reads:
-            if not self._online:
-                message.reply.put(Result(error=self._offline_error()))
-                continue
-            match message:
-                case GetPosition():
-                    await self._get_position(message)
-                case GetAngles():
-                    await self._get_angles(message)
-                case GetShankCount():
-                    await self._get_shank_count(message)
+        """One reader: answers reads until the channel closes.
+
+        It runs inside a cancel scope of its own whose deadline is set only
+        while a device read waits (see ``_device``). When that deadline fires
+        the scope ends: the read in hand gets the timeout as its answer, and a
+        new scope serves the next one.
+        """
+        timeout_s = self._limits.read_timeout_s
+        while True:
+            current: ReadRequest | None = None
+            with trio.CancelScope() as bound:
+                async for current in self._reads:
+                    if not self._online:
+                        current.reply.put(Result(error=self._offline_error()))
+                    else:
+                        match current:
+                            case GetPosition():
+                                await self._get_position(current, bound)
+                            case GetAngles():
+                                await self._get_angles(current, bound)
+                            case GetShankCount():
+                                await self._get_shank_count(current, bound)
+                    current = None
+                return
+            if current is not None:  # nothing but a read's deadline cancels ``bound``
+                event, what = _READS[type(current)]
+                late = DeviceTimeout(
+                    f"Manipulator {self.id} did not answer {what} within {timeout_s} s."
+                )
+                current.reply.put(Result(error=self._failure(event, late)))
 
     def _dispatch_control(self, message: ControlRequest, nursery: trio.Nursery) -> None:
         """Decide on a control message at once, in arrival order; never waits."""
@@ -480,28 +530,31 @@ class Actor:
             previous.scope.cancel()
         return move
 
-    async def _get_position(self, message: GetPosition) -> None:
+    async def _get_position(self, message: GetPosition, bound: trio.CancelScope) -> None:
         try:
-            position = await self._read_position()
+            position = await self._read_position(bound)
         except Exception as exc:
             message.reply.put(Result(error=self._failure("get_position", exc)))
         else:
             message.reply.put(Result(value=vector4(position)))
 
-    async def _get_angles(self, message: GetAngles) -> None:
+    async def _get_angles(self, message: GetAngles, bound: trio.CancelScope) -> None:
         try:
             yaw, pitch, roll = await self._device(
-                self.manipulator.angles, self._limits.read_timeout_s, "an angle read"
+                self.manipulator.angles, self._limits.read_timeout_s, _READS[GetAngles][1], bound
             )
         except Exception as exc:
             message.reply.put(Result(error=self._failure("get_angles", exc)))
         else:
             message.reply.put(Result(value=Vector3(float(yaw), float(pitch), float(roll))))
 
-    async def _get_shank_count(self, message: GetShankCount) -> None:
+    async def _get_shank_count(self, message: GetShankCount, bound: trio.CancelScope) -> None:
         try:
             count = await self._device(
-                self.manipulator.shank_count, self._limits.read_timeout_s, "a shank-count read"
+                self.manipulator.shank_count,
+                self._limits.read_timeout_s,
+                _READS[GetShankCount][1],
+                bound,
             )
         except Exception as exc:
             message.reply.put(Result(error=self._failure("get_shank_count", exc)))
@@ -514,7 +567,7 @@ class Actor:
         return seconds if math.isfinite(seconds) else math.inf
 
     async def _run_move(
-        self, move: _Move, drive: Callable[[], Awaitable[T]], speed: float
+        self, move: _Move, drive: Callable[[], Coroutine[Any, Any, T]], speed: float
     ) -> tuple[T | None, str]:
         """Run ``drive`` as ``move`` once the move it superseded has wound down;
         bounded and stoppable. Returns (driver result or None, error)."""

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-import types
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import trio
@@ -34,6 +33,7 @@ from protocol.engineio.session import (
     SessionState,
 )
 from protocol.errors import LocalProtocolError
+from protocol.stepping import finish
 from protocol.transport import CloseReason, RequestInfo, SessionClosed
 
 log = logging.getLogger(__name__)
@@ -64,24 +64,6 @@ class Suspended:
     def cancel(self) -> None:
         if self.scope is not None:
             self.scope.cancel()
-
-
-@types.coroutine
-def _finish(coro: Coroutine[Any, Any, None], trap: object) -> Generator[Any, Any, None]:
-    """Pass a suspended coroutine's traps to Trio and Trio's answers back, until it ends."""
-    while True:
-        try:
-            answer = yield trap
-        except BaseException as exc:
-            try:
-                trap = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                trap = coro.send(answer)
-            except StopIteration:
-                return
 
 
 # What the layer above's fast path returns: True (taken), False (queue it for
@@ -260,7 +242,7 @@ class ServerSocket:
                         self.apply(events[index + 1 :])
                         taken.scope = reader_scope
                         hand_off()
-                        await _finish(taken.coro, taken.trap)
+                        await finish(taken.coro, taken.trap)
                         return False
                 self._queued += 1
                 try:

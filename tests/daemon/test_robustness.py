@@ -33,6 +33,23 @@ class HangingManipulator(FakeManipulator):
         raise AssertionError
 
 
+class SlowOnceManipulator(FakeManipulator):
+    """The first position read hangs inside trio.sleep (a cancel scope of its
+    own); later ones answer at once, and a slow one answers after a short wait."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.reads = 0
+
+    async def position(self) -> Vector:
+        self.reads += 1
+        if self.reads == 1:
+            await trio.sleep(3600)
+        elif self.reads == 3:
+            await trio.sleep(0.05)
+        return await super().position()
+
+
 class BuggyManipulator(FakeManipulator):
     async def angles(self) -> tuple[float, float, float]:
         raise IndexError("list index out of range")
@@ -64,6 +81,23 @@ async def test_a_device_that_does_not_answer_gets_a_timeout_error_in_time() -> N
             "DeviceTimeout: Manipulator 0 did not answer a position read within 0.2 s."
         )
         assert json.loads(await api.handle("get_position", ["1"]))["Error"] == ""
+
+
+async def test_every_reader_keeps_serving_after_a_read_timed_out() -> None:
+    """Reads run their deadline only when the device waits; after one fired,
+    more reads than there are readers (instant, then one that waits a little)
+    are all answered."""
+    slow_once = SlowOnceManipulator("0", ANGLES[0])
+    async with open_rig(platform_with(slow_once), FAST) as rig:
+        api = Api(rig, "1a2b3c4d")
+        with trio.fail_after(2):
+            first = json.loads(await api.handle("get_position", ["0"]))
+            assert first["Error"].startswith("DeviceTimeout: Manipulator 0 did not answer")
+            answers = [
+                json.loads(await api.handle("get_position", ["0"])) for _ in range(FAST.readers + 2)
+            ]
+    assert [answer["Error"] for answer in answers] == [""] * (FAST.readers + 2)
+    assert slow_once.reads == FAST.readers + 3
 
 
 async def test_a_move_that_never_ends_is_bounded_and_halted() -> None:
