@@ -71,8 +71,9 @@ class Vector3(msgspec.Struct, frozen=True):
 
 def vector4(values: Any) -> Vector4:
     """A Vector4 from any 4-sequence of numbers (numpy arrays included)."""
-    x, y, z, w = (float(v) for v in values)
-    return Vector4(x=x, y=y, z=z, w=w)
+    tolist = getattr(values, "tolist", None)  # numpy: floats in one C call (hot path)
+    x, y, z, w = tolist() if tolist is not None else values
+    return Vector4(x=float(x), y=float(y), z=float(z), w=float(w))
 
 
 # --- Requests -------------------------------------------------------------------
