@@ -77,9 +77,13 @@ class ReplySlot(Generic[T]):
         self._value = value
         if self._event is not None:
             self._event.set()
-        if self._on_put is not None:
+        # Dropped before the call: a callback that refers back to its slot
+        # would otherwise leave a reference cycle (garbage only the cyclic
+        # collector can free) on every request.
+        on_put, self._on_put = self._on_put, None
+        if on_put is not None:
             try:
-                self._on_put(value)
+                on_put(value)
             except Exception:
                 log.exception("a reply callback failed")
 

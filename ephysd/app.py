@@ -16,6 +16,7 @@ Other parts plug in through :meth:`Daemon.on_ready` and
 
 from __future__ import annotations
 
+import gc
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -133,6 +134,11 @@ class Daemon:
             for hook in self._ready_hooks:
                 await hook(self)
             await self.service.ready(self.status_line())
+            # Everything built so far lives as long as the daemon: take it out
+            # of the collector's view, so a full collection while serving scans
+            # only what serving allocated (tens of ms otherwise, a latency spike).
+            gc.collect()
+            gc.freeze()
             task_status.started(self.address)
 
     def status_line(self, client: str | None = None) -> str:
