@@ -33,7 +33,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 import msgspec
-import numpy as np
 import trio
 
 from drivers.base import DeviceError, DeviceLost, Manipulator, PlatformInfo, Vector
@@ -602,7 +601,7 @@ class Actor:
             move.done.set()
 
     async def _move_to(self, message: MoveTo, move: _Move) -> None:
-        target = np.asarray(message.position.as_tuple(), dtype=np.float64)
+        target = message.position.as_tuple()
         log.info("manipulator %s move to %s at %s mm/s", self.id, message.position, message.speed)
         final, error = await self._run_move(
             move, lambda: self.manipulator.move_to(target, message.speed), message.speed
@@ -618,7 +617,7 @@ class Actor:
         reached_v = vector4(reached)
         tolerance = self._info.tolerance_mm
         for axis in range(self._info.axes_count):
-            if abs(float(reached[axis]) - float(target[axis])) > tolerance:
+            if abs(reached[axis] - target[axis]) > tolerance:
                 text = (
                     f"Manipulator {self.id} did not reach target position on axis "
                     f"{AXIS_NAMES[axis]}. Requested: {message.position}, got: {reached_v}."
