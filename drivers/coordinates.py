@@ -2,6 +2,11 @@
 
 Each platform declares one :class:`AxisMap` next to its driver instead of
 writing the arithmetic again: ``unified[i] = offset[i] + sign[i] * native[source[i]]``.
+
+numpy does the arithmetic here, inside the real drivers; the driver contract
+speaks plain 4-tuples (:data:`drivers.base.Vector`), so this is where the two
+meet: anything array-like goes in, a ``Vector`` comes out of ``to_unified``, and
+``to_native`` gives the driver a numpy array of native coordinates to work on.
 """
 
 from __future__ import annotations
@@ -9,8 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from drivers.base import Vector
+
+NativeArray = npt.NDArray[np.float64]
+"""Native coordinates in a driver, one entry per native axis (mm or the device's unit)."""
 
 
 @dataclass(frozen=True)
@@ -19,11 +28,13 @@ class AxisMap:
     sign: tuple[float, float, float, float]
     offset: tuple[float, float, float, float]
 
-    def to_unified(self, native: Vector) -> Vector:
+    def to_unified(self, native: npt.ArrayLike) -> Vector:
         native = np.asarray(native, dtype=np.float64)
-        return np.asarray(self.offset) + np.asarray(self.sign) * native[list(self.source)]
+        unified = np.asarray(self.offset) + np.asarray(self.sign) * native[list(self.source)]
+        x, y, z, w = unified.tolist()  # Python floats, in one call
+        return (x, y, z, w)
 
-    def to_native(self, unified: Vector, native_axes: int) -> Vector:
+    def to_native(self, unified: npt.ArrayLike, native_axes: int) -> NativeArray:
         """Native coordinates of ``unified``.
 
         When two unified axes come from one native axis (3-axis platforms copy

@@ -8,13 +8,16 @@ shank counts are upstream's, so clients see the same rig.
 
 Tests can unplug a manipulator (:meth:`FakeManipulator.unplug`) to exercise the
 daemon's lost-device path.
+
+The arithmetic is plain Python on 4-tuples: a simulated rig has no coordinate
+transform, and not importing numpy keeps a fake daemon's memory small.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
-import numpy as np
 import trio
 import trio.lowlevel
 
@@ -49,6 +52,31 @@ ANGLES: tuple[tuple[float, float, float], ...] = (
 )
 
 
+ORIGIN: Vector = (0.0, 0.0, 0.0, 0.0)
+
+
+def _finite_vector(values: Iterable[float]) -> Vector | None:
+    """``values`` as a Vector, or None unless they are exactly 4 finite numbers."""
+    try:
+        x, y, z, w = (float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+    vector = (x, y, z, w)
+    return vector if all(map(math.isfinite, vector)) else None
+
+
+def _toward(start: Vector, goal: Vector, fraction: float) -> Vector:
+    """The point ``fraction`` of the way from ``start`` to ``goal``."""
+    x, y, z, w = start
+    gx, gy, gz, gw = goal
+    return (
+        x + (gx - x) * fraction,
+        y + (gy - y) * fraction,
+        z + (gz - z) * fraction,
+        w + (gw - w) * fraction,
+    )
+
+
 class FakeManipulator(Manipulator):
     """One simulated 4-axis manipulator."""
 
@@ -60,7 +88,7 @@ class FakeManipulator(Manipulator):
         update_hz: float = 100.0,
     ) -> None:
         super().__init__(manipulator_id)
-        self._position = np.zeros(4, dtype=np.float64)
+        self._position: Vector = ORIGIN
         self._angles = angles
         self._shank_count = shank_count
         self._step_s = 1.0 / update_hz
@@ -100,27 +128,27 @@ class FakeManipulator(Manipulator):
         # No checkpoint: a simulated read is instantaneous, and the actor's
         # channel receive already gave the scheduler its turn.
         self._check()
-        return self._position.copy()
+        return self._position
 
     async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
         self._check()
         self.moves_started += 1
-        goal = np.asarray(target, dtype=np.float64).copy()
-        if not np.all(np.isfinite(goal)) or not math.isfinite(speed_mm_s) or speed_mm_s <= 0:
-            raise DeviceError(f"invalid move target {goal.tolist()} at {speed_mm_s} mm/s")
+        goal = _finite_vector(target)
+        if goal is None or not math.isfinite(speed_mm_s) or speed_mm_s <= 0:
+            raise DeviceError(f"invalid move target {target!r} at {speed_mm_s} mm/s")
         try:
             while True:
-                delta = goal - self._position
-                distance = float(np.linalg.norm(delta))
+                start = self._position
+                distance = math.dist(goal, start)
                 step = speed_mm_s * self._step_s
                 if distance <= step:
                     await trio.sleep(self._step_s * distance / step)
                     self._check()
                     self._position = goal
-                    return self._position.copy()
+                    return goal
                 await trio.sleep(self._step_s)
                 self._check()
-                self._position = self._position + delta * (step / distance)
+                self._position = _toward(start, goal, step / distance)
         except trio.Cancelled:
             with trio.CancelScope(shield=True), trio.move_on_after(0.2):
                 await self.halt()

@@ -19,6 +19,7 @@ from typing import NoReturn
 import httpx
 import msgspec
 import numpy as np
+import numpy.typing as npt
 import trio
 
 from drivers.base import (
@@ -29,7 +30,7 @@ from drivers.base import (
     PlatformInfo,
     Vector,
 )
-from drivers.coordinates import AxisMap
+from drivers.coordinates import AxisMap, NativeArray
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ class HttpManipulator(Manipulator):
         self._halts = 0
 
     def _unified(self, probe: ProbeState) -> Vector:
-        return self._dialect.axis_map.to_unified(np.asarray(probe.native_mm, dtype=np.float64))
+        return self._dialect.axis_map.to_unified(probe.native_mm)
 
     async def open(self) -> None:
         await self._poller.next_probe(self.id)
@@ -250,10 +251,11 @@ class HttpManipulator(Manipulator):
         self._halts += 1
         await self._poller.put(self._dialect.stop_command(self.id))
 
-    async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
-        target = np.asarray(target, dtype=np.float64)
-        _check_motion_args(target[:3], speed_mm_s)
-        native_target = self._dialect.axis_map.to_native(target, 3)
+    async def move_to(self, target: npt.ArrayLike, speed_mm_s: float) -> Vector:
+        """Drive to ``target`` (a Vector, or anything array-like: numpy works here)."""
+        unified = np.asarray(target, dtype=np.float64)
+        _check_motion_args(unified[:3], speed_mm_s)
+        native_target = self._dialect.axis_map.to_native(unified, 3)
         start = np.asarray(self._poller.probe(self.id).native_mm)
         distance = float(np.max(np.abs(native_target - start)))
         limit = 10.0 + 3.0 * distance / speed_mm_s
@@ -335,7 +337,7 @@ class HttpManipulator(Manipulator):
                 log.error("could not stop manipulator %s: %s", self.id, exc)
 
 
-def _check_motion_args(target: Vector, speed_mm_s: float) -> None:
+def _check_motion_args(target: NativeArray, speed_mm_s: float) -> None:
     if not (math.isfinite(speed_mm_s) and speed_mm_s > 0):
         raise DeviceError(f"Speed must be a positive number of mm/s, not {speed_mm_s!r}")
     if not np.all(np.isfinite(target)):

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 import trio
 
 from drivers.base import (
@@ -26,7 +27,7 @@ from drivers.base import (
     PlatformInfo,
     Vector,
 )
-from drivers.coordinates import AxisMap
+from drivers.coordinates import AxisMap, NativeArray
 from drivers.ump.sdk import MoveRequest, SdkUnavailable, SensapexDevice, SensapexSDK
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class UmpManipulator(Manipulator):
         native_mm = np.asarray(native_um[: self._axes], dtype=np.float64) / 1000.0
         return self._map.to_unified(native_mm)
 
-    async def _native_um(self) -> Vector:
+    async def _native_um(self) -> NativeArray:
         pos = await sdk_call(f"{self._name} position", self._device.get_pos, POSITION_TIMEOUT_MS)
         if len(pos) < self._axes:
             raise DeviceError(f"{self._name} reported position {pos!r}")
@@ -140,8 +141,8 @@ class UmpManipulator(Manipulator):
             limiter=self._stop_limiter,
         )
 
-    async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
-        target = np.asarray(target, dtype=np.float64)
+    async def move_to(self, target: npt.ArrayLike, speed_mm_s: float) -> Vector:
+        """Drive to ``target`` (a Vector, or anything array-like: numpy works here)."""
         native_um = self._map.to_native(target, self._axes) * 1000.0
         return await self._goto(native_um, speed_mm_s)
 
@@ -151,7 +152,7 @@ class UmpManipulator(Manipulator):
         native_um[DEPTH_AXIS[self._axes]] = depth_mm * 1000.0
         return float((await self._goto(native_um, speed_mm_s))[3])
 
-    async def _goto(self, native_um: Vector, speed_mm_s: float) -> Vector:
+    async def _goto(self, native_um: NativeArray, speed_mm_s: float) -> Vector:
         if not (math.isfinite(speed_mm_s) and speed_mm_s > 0):
             raise DeviceError(f"Speed must be a positive number of mm/s, not {speed_mm_s!r}")
         if not np.all(np.isfinite(native_um)):

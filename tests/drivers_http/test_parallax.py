@@ -57,7 +57,7 @@ async def test_missing_or_null_values_mean_zero_pitch_ninety_and_one_shank() -> 
 async def test_set_position_sends_step_mode_and_move_xyz_and_completes() -> None:
     sim = fast_sim()
     async with running_rig(sim, ParallaxDialect()) as rig:
-        target = np.array([9.0, 5.0, 6.0, 0.0])
+        target = (9.0, 5.0, 6.0, 0.0)
         with trio.fail_after(5):
             final = await rig.manipulators["SN47520"].move_to(target, 1.0)
         np.testing.assert_allclose(final[:3], target[:3], atol=0.01)
@@ -100,7 +100,7 @@ async def test_cancelled_move_sends_the_stop_command_and_the_stage_stops() -> No
     sim = fast_sim()
     async with running_rig(sim, ParallaxDialect()) as rig:
         with trio.move_on_after(0.4):
-            await rig.manipulators["SN47521"].move_to(np.array([1.0, 1.0, 1.0, 0.0]), 0.05)
+            await rig.manipulators["SN47521"].move_to((1.0, 1.0, 1.0, 0.0), 0.05)
         assert sim.puts[0]["step_mode"] == 1
         assert sim.puts[-1] == {"PutId": "stop", "Probe": "SN47521"}
         assert not sim.stages["SN47521"].stage.moving

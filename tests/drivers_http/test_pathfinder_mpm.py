@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import trio
 
-from drivers.base import DeviceError, DeviceLost, PlatformOptions
+from drivers.base import DeviceError, DeviceLost, PlatformOptions, Vector
 from drivers.http_common import HttpPlatform
 from drivers.pathfinder_mpm import MpmDialect, create_platform
 from drivers.pathfinder_mpm.sim import MpmSim
@@ -65,7 +65,7 @@ async def test_shank_count_comes_from_the_state() -> None:
 async def test_set_position_sends_step_mode_and_absolute_motion_and_completes() -> None:
     sim = fast_sim()
     async with running_rig(sim, MpmDialect()) as rig:
-        target = np.array([13.0, 8.0, 6.0, 0.0])
+        target = (13.0, 8.0, 6.0, 0.0)
         with trio.fail_after(5):
             final = await rig.manipulators["C"].move_to(target, 2.0)
         np.testing.assert_allclose(final[:3], target[:3], atol=0.01)
@@ -106,7 +106,7 @@ async def test_cancelled_move_sends_probe_stop_and_the_stage_stops() -> None:
     async with running_rig(sim, MpmDialect()) as rig:
         manipulator = rig.manipulators["B"]
         with trio.move_on_after(0.4):
-            await manipulator.move_to(np.array([1.0, 1.0, 1.0, 0.0]), 0.05)
+            await manipulator.move_to((1.0, 1.0, 1.0, 0.0), 0.05)
         assert {"PutId": "ProbeStepMode", "Probe": 1, "StepMode": 1} in sim.puts
         assert sim.puts[-1] == {"PutId": "ProbeStop", "Probe": 1}
         assert not sim.probes["B"].stage.moving
@@ -116,10 +116,10 @@ async def test_halt_ends_a_running_move_without_waiting_for_the_target() -> None
     sim = fast_sim()
     async with running_rig(sim, MpmDialect()) as rig:
         manipulator = rig.manipulators["A"]
-        results: list[np.typing.NDArray[np.float64]] = []
+        results: list[Vector] = []
 
         async def move() -> None:
-            results.append(await manipulator.move_to(np.array([1.0, 1.0, 1.0, 0.0]), 0.05))
+            results.append(await manipulator.move_to((1.0, 1.0, 1.0, 0.0), 0.05))
 
         with trio.fail_after(3):
             async with trio.open_nursery() as nursery:
@@ -164,11 +164,11 @@ async def test_pathfinder_going_away_is_a_clear_error_and_reads_recover_when_it_
         ):
             await manipulator.position()
         with pytest.raises(DeviceLost):
-            await manipulator.move_to(np.array([7.0, 7.0, 7.0, 0.0]), 1.0)
+            await manipulator.move_to((7.0, 7.0, 7.0, 0.0), 1.0)
         await rig.server.start()
         await wait_until_fresh(manipulator)
         await manipulator.open()
-        assert (await manipulator.position()).shape == (4,)
+        assert len(await manipulator.position()) == 4
 
 
 async def test_bad_json_is_reported_as_nonsense() -> None:
@@ -217,7 +217,7 @@ async def test_a_move_that_stops_short_ends_after_about_ten_unchanged_polls() ->
         manipulator = rig.manipulators["A"]
         start = await manipulator.position()
         with trio.fail_after(4):
-            final = await manipulator.move_to(np.array([1.0, 1.0, 1.0, 0.0]), 1.0)
+            final = await manipulator.move_to((1.0, 1.0, 1.0, 0.0), 1.0)
         np.testing.assert_allclose(final, start)
 
 

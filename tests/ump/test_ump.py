@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import trio
 
-from drivers.base import DeviceError, Manipulator, NotSupported
+from drivers.base import DeviceError, Manipulator, NotSupported, Vector
 from drivers.ump import UmpPlatform
 from drivers.ump.sdk import SdkUnavailable, SensapexSDK, load_sensapex
 from tests.ump.fake_sdk import FakeSensapexSDK
@@ -60,7 +60,7 @@ async def test_ump3_position_maps_to_unified_space_with_x_as_depth() -> None:
 async def test_ump4_move_goes_to_the_native_target_in_um_per_second_and_completes() -> None:
     sdk = FakeSensapexSDK({1: 4})
     async with running(sdk) as (_, [manipulator]):
-        target = np.array([10.5, 9.5, 10.2, 10.4])
+        target = (10.5, 9.5, 10.2, 10.4)
         with trio.fail_after(5):
             final = await manipulator.move_to(target, 5.0)
         np.testing.assert_allclose(final, target, atol=0.001)
@@ -73,7 +73,7 @@ async def test_ump3_move_sends_three_axes_and_ignores_w() -> None:
     sdk = FakeSensapexSDK({1: 3})
     async with running(sdk) as (_, [manipulator]):
         with trio.fail_after(5):
-            final = await manipulator.move_to(np.array([10.5, 9.5, 10.2, 3.0]), 5.0)
+            final = await manipulator.move_to((10.5, 9.5, 10.2, 3.0), 5.0)
         [(_, _, pos, _)] = sdk.calls_named("goto_pos")
         np.testing.assert_allclose(pos, [10_500.0, 10_500.0, 9_800.0])
         np.testing.assert_allclose(final, [10.5, 9.5, 10.2, 10.5], atol=0.001)
@@ -103,7 +103,7 @@ async def test_a_cancelled_move_stops_the_device_where_it_is() -> None:
     sdk = FakeSensapexSDK({1: 4})
     async with running(sdk) as (_, [manipulator]):
         with trio.move_on_after(0.2):
-            await manipulator.move_to(np.array([19.0, 1.0, 19.0, 19.0]), 0.5)
+            await manipulator.move_to((19.0, 1.0, 19.0, 19.0), 0.5)
         assert len(sdk.calls_named("stop")) == 1
         here = await manipulator.position()
         await trio.sleep(0.1)
@@ -114,10 +114,10 @@ async def test_a_cancelled_move_stops_the_device_where_it_is() -> None:
 async def test_halt_goes_straight_to_the_device_and_the_move_returns_where_it_stopped() -> None:
     sdk = FakeSensapexSDK({1: 4})
     async with running(sdk) as (_, [manipulator]):
-        finals: list[np.typing.NDArray[np.float64]] = []
+        finals: list[Vector] = []
 
         async def move() -> None:
-            finals.append(await manipulator.move_to(np.array([19.0, 10.0, 10.0, 10.0]), 0.5))
+            finals.append(await manipulator.move_to((19.0, 10.0, 10.0, 10.0), 0.5))
 
         with trio.fail_after(3):
             async with trio.open_nursery() as nursery:
@@ -140,7 +140,7 @@ async def test_a_move_the_controller_gives_up_on_is_an_error_with_its_reason() -
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(collide)
                 with pytest.raises(DeviceError, match="uMp-4 1 move interrupted: collision"):
-                    await manipulator.move_to(np.array([19.0, 10.0, 10.0, 10.0]), 0.5)
+                    await manipulator.move_to((19.0, 10.0, 10.0, 10.0), 0.5)
 
 
 async def test_angles_and_shank_count_are_not_supported() -> None:
