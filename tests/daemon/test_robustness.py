@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -20,6 +21,7 @@ from ephysd.api import Api
 from ephysd.logging_setup import JournalFormatter, PlainFormatter
 from ephysd.models import Vector4
 from ephysd.rig import open_rig
+from protocol.server import Deferred
 from tests.daemon.e2e import running_daemon
 
 FAST = ActorLimits(read_timeout_s=0.2, halt_timeout_s=0.2, move_slack_s=0.3, move_time_factor=1.0)
@@ -230,3 +232,33 @@ async def test_a_reply_callback_that_raises_does_not_take_the_actor_down(
     assert len(calls) == 1 and calls[0].error == ""
     assert after.error == "" and after.value is not None
     assert "a reply callback failed" in caplog.text
+
+
+async def test_reads_leave_no_garbage_for_the_cyclic_collector() -> None:
+    """A read's reply path must free itself by reference counting: cyclic
+    garbage per request makes the collector run every few dozen requests,
+    and each run is a latency spike for the client polling positions."""
+    async with open_rig(platform_with(FakeManipulator("0", ANGLES[0]))) as rig:
+        api = Api(rig, "1a2b3c4d")
+        answers: list[str] = []
+        done = trio.Event()
+
+        def collect(text: str) -> None:
+            answers.append(text)
+            if len(answers) == 200:
+                done.set()
+
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(200):
+                answer = await api.answer("get_position", ["0"])
+                assert isinstance(answer, Deferred)
+                answer.on_resolved(collect)
+            with trio.fail_after(5):
+                await done.wait()
+            unreachable = gc.collect()
+        finally:
+            gc.enable()
+    assert all(json.loads(text)["Error"] == "" for text in answers)
+    assert unreachable < 20  # a cycle per read would leave well over 200
