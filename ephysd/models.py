@@ -47,7 +47,14 @@ class Vector4(msgspec.Struct, frozen=True):
     w: float = 0.0
 
     def __post_init__(self) -> None:
-        _force_floats(self)
+        # Usually built from floats already (the hot path: every position read).
+        if not (
+            type(self.x) is float
+            and type(self.y) is float
+            and type(self.z) is float
+            and type(self.w) is float
+        ):
+            _force_floats(self)
 
     def as_tuple(self) -> tuple[float, float, float, float]:
         return (self.x, self.y, self.z, self.w)

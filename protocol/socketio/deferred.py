@@ -51,7 +51,10 @@ class Deferred(Generic[T]):
             self._event.set()
         callback, self._callback = self._callback, None
         if callback is not None:
-            _call(callback, value)
+            try:
+                callback(value)
+            except Exception:
+                log.exception("a deferred ack's callback failed")
 
     def on_resolved(self, callback: Callable[[T], None]) -> None:
         """Call ``callback(value)`` once: at once if resolved already, else on ``resolve``."""
