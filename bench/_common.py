@@ -673,11 +673,24 @@ def print_ratios(ours: Figures, theirs: Figures, floor: Figures | None) -> None:
     print(f"server CPU per ack {ours.short} / {theirs.short}: {cpu:.2f}x (information, no target)")
 
 
-def conditions(samples: int, seconds: float, rounds: int) -> str:
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile of values (by rank, no interpolation)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def machine_conditions() -> str:
+    """When, on what, and how busy: the line every bench prints first."""
     load = os.getloadavg()
     return (
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs; "
-        f"load avg {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; Python {sys.version.split()[0]}; "
+        f"load avg {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; Python {sys.version.split()[0]}"
+    )
+
+
+def conditions(samples: int, seconds: float, rounds: int) -> str:
+    return (
+        f"{machine_conditions()}; "
         f"{samples} one-in-flight samples and {seconds:g} s at {THROUGHPUT_WINDOW} in flight "
         f"per server, in {rounds} interleaved rounds"
     )

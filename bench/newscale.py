@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import trio
+from _common import percentile
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from drivers.base import DeviceError
@@ -135,11 +136,6 @@ async def stop_latencies(device: NewScaleManipulator, stops: int, wire: WireCloc
             raise RuntimeError(f"stop {i}: no <03> written")
         latencies.append(wire.halts[0] - t0)
     return latencies
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def main(args: argparse.Namespace) -> None:
