@@ -546,7 +546,13 @@ class SocketIOServer:
             if packet.id is None:
                 return
             if isinstance(result, Deferred):
-                result.on_resolved(functools.partial(self._ack_later, member, packet.id, event))
+                eio = client.eio
+                counted = not result.resolved and isinstance(eio, ServerSocket)
+                if counted and isinstance(eio, ServerSocket):
+                    eio.deferred_answers += 1
+                result.on_resolved(
+                    functools.partial(self._ack_later, member, packet.id, event, counted)
+                )
                 return
             if client.members.get(member.namespace) is not member:
                 log.debug("sid=%s left before its %r ack was ready", member.sid, event)
@@ -561,13 +567,18 @@ class SocketIOServer:
         except Exception:
             log.exception("sid=%s handler for %r failed", member.sid, packet.data[0])
 
-    def _ack_later(self, member: _Member, ack_id: int, event: str, result: Any) -> None:
+    def _ack_later(
+        self, member: _Member, ack_id: int, event: str, counted: bool, result: Any
+    ) -> None:
         """Send a deferred ack from the task that resolved it, never waiting there.
 
         The usual case writes it straight to the socket; a full outbox or a
         send in progress hands it to a task of the session instead.
         """
         client = member.client
+        eio = client.eio
+        if counted and isinstance(eio, ServerSocket):
+            eio.deferred_answers -= 1
         if client.members.get(member.namespace) is not member:
             log.debug("sid=%s left before its %r ack was ready", member.sid, event)
             return
@@ -576,7 +587,6 @@ class SocketIOServer:
         except LocalProtocolError as exc:
             log.error("sid=%s cannot ack %r: %s", member.sid, event, exc)
             return
-        eio = client.eio
         if len(parts) == 1 and not client.send_gate.busy and isinstance(eio, ServerSocket):
             try:
                 if eio.send_nowait(parts[0]):

@@ -696,6 +696,7 @@ class EngineIOServer:
             nursery.start_soon(read)
             nursery.start_soon(watchdog)
             ws.on_pending = sock.notify
+            ws.answers_pending = sock.answers_pending
             sock.direct = functools.partial(self._write_through, ws, sock.sid)
             try:
                 await self._write_websocket(ws, sock)
@@ -704,6 +705,7 @@ class EngineIOServer:
             finally:
                 sock.direct = None
                 ws.on_pending = None
+                ws.answers_pending = None
             nursery.cancel_scope.cancel()
 
     @staticmethod

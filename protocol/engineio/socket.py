@@ -106,9 +106,15 @@ class ServerSocket:
         # Set by the WebSocket transport while it carries the session: writes a
         # message at once when nothing is queued, or returns False.
         self.direct: Callable[[str | bytes], bool] | None = None
+        # Answers the layer above has promised and another task will send
+        # (deferred acks); the WebSocket reader yields to them before it waits.
+        self.deferred_answers = 0
         # Set by the transports, read by the HTTP router.
         self.poll_active = False
         self.post_active = False
+
+    def answers_pending(self) -> bool:
+        return self.deferred_answers > 0
 
     # -- EngineIOSocket ---------------------------------------------------------
     @property

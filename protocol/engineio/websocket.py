@@ -96,6 +96,9 @@ class WebSocket:
         # go out before anything else. ``on_pending`` wakes whoever flushes.
         self._pending = b""
         self.on_pending: Callable[[], None] | None = None
+        # Set by the session: True while answers to what was just read are
+        # being produced on other tasks (deferred acks). See ``_receive_data``.
+        self.answers_pending: Callable[[], bool] | None = None
         try:
             self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         except OSError:
@@ -143,6 +146,16 @@ class WebSocket:
             if fd < 0:
                 return bytes(await self._stream.receive_some(_RECV_CHUNK))
             if self._drained:
+                # Re-arming the socket in epoll is a system call. While another
+                # task is about to write the answer to what we just read (a
+                # manipulator's actor), let it go first: the call then happens
+                # after the answer is on the wire, not before. At most two
+                # passes, so a slow answer never delays reading.
+                pending = self.answers_pending
+                if pending is not None and pending():
+                    await trio.lowlevel.checkpoint()
+                    if pending():
+                        await trio.lowlevel.checkpoint()
                 await trio.lowlevel.wait_readable(fd)
             else:
                 await trio.lowlevel.checkpoint()

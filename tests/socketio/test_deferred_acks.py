@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
+from protocol.engineio.socket import ServerSocket
 from protocol.server import Deferred, ServerConfig, SocketIOServer
 from tests.socketio.raw import http_client, open_polling_session, raw_socket
 
@@ -73,12 +74,15 @@ async def test_a_deferred_ack_is_sent_when_another_task_resolves_it_over_websock
     nursery: trio.Nursery,
 ) -> None:
     pending = Pending()
-    port = await _port(_server(pending), nursery)
+    server = _server(pending)
+    port = await _port(server, nursery)
     async with raw_socket(port) as sock:
         await sock.handshake()
         await sock.join()
         await sock.send('421["later"]')
         deferred = await pending.first()
+        sockets = [member.client.eio for member in server._members.values()]
+        assert [eio.answers_pending() for eio in sockets if isinstance(eio, ServerSocket)] == [True]
         # With one handler slot, this is only answered if "later" freed it.
         await sock.send('422["now"]')
         with trio.fail_after(STEP_S):
@@ -90,6 +94,11 @@ async def test_a_deferred_ack_is_sent_when_another_task_resolves_it_over_websock
         nursery.start_soon(resolver)
         with trio.fail_after(STEP_S):
             assert await sock.recv() == '431["resolved elsewhere"]'
+        # Answered: the reader no longer yields to it before waiting for data.
+        sockets = [member.client.eio for member in server._members.values()]
+        assert [eio.answers_pending() for eio in sockets if isinstance(eio, ServerSocket)] == [
+            False
+        ]
 
 
 async def test_a_deferred_ack_reaches_a_long_polling_client(nursery: trio.Nursery) -> None:
