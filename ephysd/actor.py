@@ -38,6 +38,7 @@ import trio
 from drivers.base import DeviceError, DeviceLost, Manipulator, PlatformInfo, Vector
 from ephysd.errors import DeviceTimeout, error_text
 from ephysd.models import INSIDE_BRAIN_REFUSAL, Vector3, Vector4, vector4
+from protocol.deferred import Deferred
 from protocol.stepping import Started, finish, start
 
 log = logging.getLogger(__name__)
@@ -48,49 +49,9 @@ R = TypeVar("R")
 AXIS_NAMES = ("x", "y", "z", "w")
 
 
-class ReplySlot(Generic[T]):
-    """A value delivered once from the actor: to the one task awaiting it, or
-    to a callback run on the actor's task (``on_put``).
-
-    The callback form spares the API a wake-up per request (the answer goes
-    out from the actor's task as soon as it exists); it must be quick, and an
-    exception from it is logged here, never raised into the actor.
-    """
-
-    __slots__ = ("_done", "_event", "_on_put", "_value")
-
-    def __init__(self, on_put: Callable[[T], None] | None = None) -> None:
-        self._on_put = on_put
-        self._event = trio.Event() if on_put is None else None
-        self._done = False
-        self._value: T | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def put(self, value: T) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._value = value
-        if self._event is not None:
-            self._event.set()
-        # Dropped before the call: a callback that refers back to its slot
-        # would otherwise leave a reference cycle (garbage only the cyclic
-        # collector can free) on every request.
-        on_put, self._on_put = self._on_put, None
-        if on_put is not None:
-            try:
-                on_put(value)
-            except Exception:
-                log.exception("a reply callback failed")
-
-    async def get(self) -> T:
-        if self._event is None:
-            raise RuntimeError("a reply slot with a callback cannot be awaited")
-        await self._event.wait()
-        return self._value  # type: ignore[return-value]
+# The one-shot answer an actor gives to a message: awaited by the API, or
+# handed to a callback on the actor's task (reads; see ActorHandle.request_position).
+ReplySlot = Deferred
 
 
 class Result(msgspec.Struct, Generic[T], frozen=True):
@@ -193,7 +154,7 @@ class ActorHandle:
         self._shut_down = True
         awaited, self._awaited = self._awaited, set()
         for slot in awaited:  # a callback slot leaves the set as it is answered
-            slot.put(Result(error=self._shut_down_error()))
+            slot.resolve(Result(error=self._shut_down_error()))
 
     def _shut_down_error(self) -> str:
         return error_text(DeviceError(f"Manipulator {self.id} is shut down."))
@@ -201,7 +162,7 @@ class ActorHandle:
     async def _send(self, channel: trio.MemorySendChannel[Any], message: Any, slot: Any) -> None:
         """Hand ``message`` to the actor; if that fails, the failure is the slot's answer."""
         if self._shut_down:
-            slot.put(Result(error=self._shut_down_error()))
+            slot.resolve(Result(error=self._shut_down_error()))
             return
         try:
             try:
@@ -210,32 +171,34 @@ class ActorHandle:
                 with trio.fail_after(self._send_timeout_s):
                     await channel.send(message)
         except trio.TooSlowError:
-            slot.put(Result(error=error_text(DeviceTimeout(f"Manipulator {self.id} is busy."))))
+            slot.resolve(Result(error=error_text(DeviceTimeout(f"Manipulator {self.id} is busy."))))
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            slot.put(Result(error=self._shut_down_error()))
+            slot.resolve(Result(error=self._shut_down_error()))
             return
         if self._shut_down:  # the actor ended while we waited for room
-            slot.put(Result(error=self._shut_down_error()))
+            slot.resolve(Result(error=self._shut_down_error()))
             return
-        if not slot.done:  # the actor may have answered while we waited for room
+        if not slot.resolved:  # the actor may have answered while we waited for room
             self._awaited.add(slot)
 
     async def _ask(self, channel: trio.MemorySendChannel[Any], message: Any, slot: Any) -> Any:
         try:
             await self._send(channel, message, slot)
-            return await slot.get()
+            return await slot.wait()
         finally:
             self._awaited.discard(slot)
 
     def _callback_slot(self, on_reply: Callable[[Result[T]], None]) -> ReplySlot[Result[T]]:
         """A slot that answers ``on_reply`` on the actor's task and leaves the awaited set."""
 
+        slot: ReplySlot[Result[T]] = ReplySlot()
+
         def answered(result: Result[T]) -> None:
             self._awaited.discard(slot)
             on_reply(result)
 
-        slot: ReplySlot[Result[T]] = ReplySlot(answered)
+        slot.on_resolved(answered)
         return slot
 
     async def request_position(self, on_reply: Callable[[Result[Vector4]], None]) -> None:
@@ -487,7 +450,7 @@ class Actor:
             with trio.CancelScope() as bound:
                 async for current in self._reads:
                     if not self._online:
-                        current.reply.put(Result(error=self._offline_error()))
+                        current.reply.resolve(Result(error=self._offline_error()))
                     else:
                         match current:
                             case GetPosition():
@@ -503,22 +466,22 @@ class Actor:
                 late = DeviceTimeout(
                     f"Manipulator {self.id} did not answer {what} within {timeout_s} s."
                 )
-                current.reply.put(Result(error=self._failure(event, late)))
+                current.reply.resolve(Result(error=self._failure(event, late)))
 
     def _dispatch_control(self, message: ControlRequest, nursery: trio.Nursery) -> None:
         """Decide on a control message at once, in arrival order; never waits."""
         if isinstance(message, SetInsideBrain):
             self._inside_brain = message.inside
             log.info("manipulator %s inside brain: %s", self.id, message.inside)
-            message.reply.put(Result(value=message.inside))
+            message.reply.resolve(Result(value=message.inside))
             return
         if not self._online:
-            message.reply.put(Result(error=self._offline_error()))
+            message.reply.resolve(Result(error=self._offline_error()))
             return
         if isinstance(message, MoveTo):
             if self._inside_brain:
                 log.error("manipulator %s set_position refused: %s", self.id, INSIDE_BRAIN_REFUSAL)
-                message.reply.put(Result(error=INSIDE_BRAIN_REFUSAL))
+                message.reply.resolve(Result(error=INSIDE_BRAIN_REFUSAL))
                 return
             nursery.start_soon(self._move_to, message, self._claim_move())
         else:
@@ -537,9 +500,9 @@ class Actor:
         try:
             position = await self._read_position(bound)
         except Exception as exc:
-            message.reply.put(Result(error=self._failure("get_position", exc)))
+            message.reply.resolve(Result(error=self._failure("get_position", exc)))
         else:
-            message.reply.put(Result(value=vector4(position)))
+            message.reply.resolve(Result(value=vector4(position)))
 
     async def _get_angles(self, message: GetAngles, bound: trio.CancelScope) -> None:
         try:
@@ -547,9 +510,9 @@ class Actor:
                 self.manipulator.angles, self._limits.read_timeout_s, _READS[GetAngles][1], bound
             )
         except Exception as exc:
-            message.reply.put(Result(error=self._failure("get_angles", exc)))
+            message.reply.resolve(Result(error=self._failure("get_angles", exc)))
         else:
-            message.reply.put(Result(value=Vector3(float(yaw), float(pitch), float(roll))))
+            message.reply.resolve(Result(value=Vector3(float(yaw), float(pitch), float(roll))))
 
     async def _get_shank_count(self, message: GetShankCount, bound: trio.CancelScope) -> None:
         try:
@@ -560,9 +523,9 @@ class Actor:
                 bound,
             )
         except Exception as exc:
-            message.reply.put(Result(error=self._failure("get_shank_count", exc)))
+            message.reply.resolve(Result(error=self._failure("get_shank_count", exc)))
         else:
-            message.reply.put(Result(value=int(count)))
+            message.reply.resolve(Result(value=int(count)))
 
     def _move_deadline_s(self, speed: float) -> float:
         travel = sum(self._info.dimensions_mm)
@@ -607,12 +570,12 @@ class Actor:
             move, lambda: self.manipulator.move_to(target, message.speed), message.speed
         )
         if error:
-            message.reply.put(Result(error=error))
+            message.reply.resolve(Result(error=error))
             return
         try:
             reached = final if final is not None else await self._read_position()
         except Exception as exc:
-            message.reply.put(Result(error=self._failure("position read after move", exc)))
+            message.reply.resolve(Result(error=self._failure("position read after move", exc)))
             return
         reached_v = vector4(reached)
         tolerance = self._info.tolerance_mm
@@ -623,9 +586,9 @@ class Actor:
                     f"{AXIS_NAMES[axis]}. Requested: {message.position}, got: {reached_v}."
                 )
                 log.error("%s", text)
-                message.reply.put(Result(error=text))
+                message.reply.resolve(Result(error=text))
                 return
-        message.reply.put(Result(value=reached_v))
+        message.reply.resolve(Result(value=reached_v))
 
     async def _move_depth(self, message: MoveDepth, move: _Move) -> None:
         log.info("manipulator %s depth to %s at %s mm/s", self.id, message.depth, message.speed)
@@ -633,12 +596,12 @@ class Actor:
             move, lambda: self.manipulator.move_depth(message.depth, message.speed), message.speed
         )
         if error:
-            message.reply.put(Result(error=error))
+            message.reply.resolve(Result(error=error))
             return
         try:
             depth = final if final is not None else float((await self._read_position())[3])
         except Exception as exc:
-            message.reply.put(Result(error=self._failure("position read after move", exc)))
+            message.reply.resolve(Result(error=self._failure("position read after move", exc)))
             return
         if abs(depth - message.depth) > self._info.tolerance_mm:
             text = (
@@ -646,9 +609,9 @@ class Actor:
                 f" Requested: {message.depth}, got: {depth}."
             )
             log.error("%s", text)
-            message.reply.put(Result(error=text))
+            message.reply.resolve(Result(error=text))
             return
-        message.reply.put(Result(value=depth))
+        message.reply.resolve(Result(value=depth))
 
     async def _serve_stops(self) -> None:
         async for message in self._stops:
@@ -660,12 +623,12 @@ class Actor:
 
     async def _halt(self, message: Stop) -> None:
         if not self._online:
-            message.reply.put(Result(error=self._offline_error()))
+            message.reply.resolve(Result(error=self._offline_error()))
             return
         try:
             await self._device(self.manipulator.halt, self._limits.halt_timeout_s, "a halt")
         except Exception as exc:
-            message.reply.put(Result(error=self._failure("stop", exc)))
+            message.reply.resolve(Result(error=self._failure("stop", exc)))
         else:
             log.info("manipulator %s stopped", self.id)
-            message.reply.put(Result(value=None))
+            message.reply.resolve(Result(value=None))

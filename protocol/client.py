@@ -24,12 +24,12 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
+from protocol.deferred import Deferred
 from protocol.engineio.packets import Packet as EIOPacket
 from protocol.engineio.packets import PacketType as EIOType
 from protocol.engineio.packets import decode_packet, encode_packet
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.socketio.acks import AckTable, Disconnected, ack_args
-from protocol.socketio.deferred import Deferred
 from protocol.socketio.packets import (
     Decoder,
     Packet,

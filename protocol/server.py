@@ -32,12 +32,12 @@ from typing import Any
 import msgspec
 import trio
 
+from protocol.deferred import Deferred
 from protocol.engineio.config import EngineIOConfig
 from protocol.engineio.server import EngineIOServer
 from protocol.engineio.socket import ServerSocket, Suspended
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.socketio.acks import AckTable, Disconnected, ack_args
-from protocol.socketio.deferred import Deferred
 from protocol.socketio.packets import (
     DEFAULT_MAX_ATTACHMENTS,
     Decoder,

@@ -231,7 +231,7 @@ async def test_a_reply_callback_that_raises_does_not_take_the_actor_down(
                 after = await handle.get_position()
     assert len(calls) == 1 and calls[0].error == ""
     assert after.error == "" and after.value is not None
-    assert "a reply callback failed" in caplog.text
+    assert "a Deferred's callback failed" in caplog.text
 
 
 async def test_reads_leave_no_garbage_for_the_cyclic_collector() -> None:

@@ -157,7 +157,7 @@ def test_a_failing_callback_is_logged_and_not_raised_into_the_resolver(
         answer.resolve(7)
         answer.resolve(8)  # the first answer wins; later ones are ignored
     assert seen == [7]
-    assert "deferred ack's callback failed" in caplog.text
+    assert "a Deferred's callback failed" in caplog.text
 
 
 async def test_a_deferred_can_be_awaited_and_given_its_callback_after_resolving() -> None:

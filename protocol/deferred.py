@@ -1,16 +1,17 @@
-"""An ack that is not ready when its event handler returns.
+"""A value given once, later: to one callback on the giving task, and to any waiters.
 
-A handler that only forwards a request to another task (the daemon's API asks
-a manipulator's actor for its position) would otherwise sit waiting for the
-answer: its task is woken when the answer arrives and only then sends the
-ack, one scheduler pass per hand-off on the hot path. Returning a
-:class:`Deferred` instead ends the handler at once; whoever produces the
-answer calls :meth:`Deferred.resolve` from its own task, and the server writes
-the ack right there, synchronously.
+Two hot paths hand an answer from one task to another with it. A Socket.IO
+event handler that only forwards a request to another task (the daemon's API
+asking a manipulator's actor for its position) returns a Deferred instead of
+waiting for the answer: the task that produces it calls :meth:`Deferred.resolve`,
+and the server writes the ack right there, synchronously, saving a scheduler
+pass each way. The actor's own reply slots are Deferreds too.
 
-Callbacks run on the resolving task, so they must be quick and must not
-raise into it: an exception is logged and swallowed here, because the
-resolving task (a device's actor) must never die of a client's ack.
+Callbacks run on the resolving task, so they must be quick and must not raise
+into it: an exception is logged and swallowed here, because the resolving task
+(a device's actor) must never die of a client's answer. The callback is dropped
+before it is called, so a callback that refers back to its Deferred leaves no
+reference cycle behind.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Deferred(Generic[T]):
             try:
                 callback(value)
             except Exception:
-                log.exception("a deferred ack's callback failed")
+                log.exception("a Deferred's callback failed")
 
     def on_resolved(self, callback: Callable[[T], None]) -> None:
         """Call ``callback(value)`` once: at once if resolved already, else on ``resolve``."""
@@ -78,4 +79,4 @@ def _call(callback: Callable[[T], None], value: T) -> None:
     try:
         callback(value)
     except Exception:
-        log.exception("a deferred ack's callback failed")
+        log.exception("a Deferred's callback failed")
