@@ -16,7 +16,7 @@ import trio
 
 from protocol.engineio.socket import ServerSocket
 from protocol.server import Deferred, ServerConfig, SocketIOServer
-from tests.socketio.raw import http_client, open_polling_session, raw_socket
+from tests.socketio.raw import RawSocket, http_client, open_polling_session, raw_socket
 
 STEP_S = 5.0
 
@@ -70,6 +70,14 @@ async def _port(server: SocketIOServer, nursery: trio.Nursery) -> int:
     return int(port)
 
 
+async def _ask_later(sock: RawSocket, pending: Pending) -> Deferred[str]:
+    """Join, send ``later`` with ack id 1, and return the Deferred its handler gave."""
+    await sock.handshake()
+    await sock.join()
+    await sock.send('421["later"]')
+    return await pending.first()
+
+
 async def test_a_deferred_ack_is_sent_when_another_task_resolves_it_over_websocket(
     nursery: trio.Nursery,
 ) -> None:
@@ -77,10 +85,7 @@ async def test_a_deferred_ack_is_sent_when_another_task_resolves_it_over_websock
     server = _server(pending)
     port = await _port(server, nursery)
     async with raw_socket(port) as sock:
-        await sock.handshake()
-        await sock.join()
-        await sock.send('421["later"]')
-        deferred = await pending.first()
+        deferred = await _ask_later(sock, pending)
         sockets = [member.client.eio for member in server._members.values()]
         assert [eio.answers_pending() for eio in sockets if isinstance(eio, ServerSocket)] == [True]
         # With one handler slot, this is only answered if "later" freed it.
@@ -124,10 +129,7 @@ async def test_a_deferred_resolved_after_its_client_left_is_dropped_quietly(
     server = _server(pending)
     port = await _port(server, nursery)
     async with raw_socket(port) as sock:
-        await sock.handshake()
-        await sock.join()
-        await sock.send('421["later"]')
-        deferred = await pending.first()
+        deferred = await _ask_later(sock, pending)
     with trio.fail_after(STEP_S):
         await pending.left.wait()
     with caplog.at_level(logging.DEBUG, logger="protocol"):
