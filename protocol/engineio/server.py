@@ -214,6 +214,10 @@ class EngineIOServer:
             return await self._route(conn, request, cors)
         except _Refusal as refusal:
             log.debug("refused %s %s: %d %s", request.method, request.path, refusal.status, refusal)
+            if request.method == "OPTIONS":
+                # A refused preflight grants nothing, so no Access-Control-*
+                # header on it may read as a grant.
+                cors = []
             if refusal.status == 403 and refusal.code == -1:
                 body, ctype = refusal.text.encode("utf-8"), _TEXT
             else:
@@ -274,20 +278,23 @@ class EngineIOServer:
             raise _Refusal(404, BAD_REQUEST, "Not found")
         if not self._origin_allowed(request.headers.get("origin"), request.headers.get("host")):
             raise _Refusal(403, FORBIDDEN)
-        if request.method == "OPTIONS":
-            await self._preflight(conn, request, cors)
-            return True
         # Read a POST body first (bounded) so any refusal below leaves the
-        # connection clean for the next request.
+        # connection clean for the next request; a preflight's (empty) one
+        # too, so the browser may reuse the connection after it.
         limit = self.config.max_payload
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > limit:
             raise PayloadTooLarge
         body = await conn.read_body(limit)
+        # A preflight gets the verdict of the request it announces, from the
+        # same hook at request time (the rules may change while we run).
         if self._check_request is not None:
             verdict = self._check_request(request.info)
             if verdict is not None:
                 raise _Refusal(403, -1, verdict)
+        if request.method == "OPTIONS":
+            await self._preflight(conn, request, cors)
+            return True
         transport = request.query.get("transport")
         if transport not in (POLLING, WEBSOCKET):
             raise _Refusal(400, TRANSPORT_UNKNOWN)
