@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 import httpx
@@ -60,6 +60,19 @@ class ProbeState(msgspec.Struct, frozen=True):
     shank_count: int
 
 
+class ProbeFault(msgspec.Struct, frozen=True):
+    """A manipulator the vendor lists with a state we cannot use (null positions, say).
+
+    It fails the requests for that manipulator alone: one bad entry in the
+    rig's state must not take every manipulator down with it.
+    """
+
+    reason: str
+
+
+Snapshot = Mapping[str, ProbeState | ProbeFault]
+
+
 class Dialect(abc.ABC):
     """How one vendor's HTTP server reads and writes: data plus four command shapes."""
 
@@ -69,8 +82,12 @@ class Dialect(abc.ABC):
     axis_map: AxisMap
 
     @abc.abstractmethod
-    def parse_state(self, body: bytes) -> dict[str, ProbeState]:
-        """Decode a GET body; raise ValueError saying what is wrong with it."""
+    def parse_state(self, body: bytes) -> Snapshot:
+        """Decode a GET body; raise ValueError saying what is wrong with it as a whole.
+
+        A manipulator whose own entry is unusable is reported as a
+        :class:`ProbeFault` instead, so the others stay usable.
+        """
 
     @abc.abstractmethod
     def step_mode_command(self, manipulator_id: str, fine: bool) -> Command: ...
@@ -106,13 +123,14 @@ class StatePoller:
         self._interval = interval
         self._stale_after = stale_after
         self._request_timeout = request_timeout
-        self._snapshot: dict[str, ProbeState] = {}
+        self._snapshot: Snapshot = {}
+        self._faults: dict[str, str] = {}
         self._snapshot_time = -math.inf
         self._last_error: DeviceError | None = None
         self._tick = trio.Event()
         self.name = f"{dialect.label} at {url}"
 
-    async def fetch(self) -> dict[str, ProbeState]:
+    async def fetch(self) -> Snapshot:
         """One GET, validated. DeviceLost when nobody answers, DeviceError for nonsense."""
         try:
             with trio.fail_after(self._request_timeout * 2):
@@ -137,13 +155,36 @@ class StatePoller:
         except ValueError as exc:
             raise DeviceError(f"{self.name} answered nonsense: {exc}") from None
 
-    def accept(self, snapshot: dict[str, ProbeState]) -> None:
+    def accept(self, snapshot: Snapshot) -> None:
         if self._last_error is not None:
             log.warning("%s is answering again", self.name)
+        self._log_faults(snapshot)
         self._snapshot = snapshot
         self._snapshot_time = trio.current_time()
         self._last_error = None
         self._wake()
+
+    def _log_faults(self, snapshot: Snapshot) -> None:
+        """One line when a manipulator's state becomes unusable, one when it is usable again."""
+        faults = {
+            manipulator_id: entry.reason
+            for manipulator_id, entry in snapshot.items()
+            if isinstance(entry, ProbeFault)
+        }
+        if faults == self._faults:
+            return
+        for manipulator_id, reason in faults.items():
+            if self._faults.get(manipulator_id) != reason:
+                log.warning("%s", self._fault_text(manipulator_id, reason))
+        for manipulator_id in self._faults.keys() - faults.keys():
+            if manipulator_id in snapshot:
+                log.warning(
+                    "%s reports manipulator %s with a usable state again", self.name, manipulator_id
+                )
+        self._faults = faults
+
+    def _fault_text(self, manipulator_id: str, reason: str) -> str:
+        return f"{self.name} reports manipulator {manipulator_id} without a usable state: {reason}"
 
     def _reject(self, error: DeviceError) -> None:
         if self._last_error is None or str(self._last_error) != str(error):
@@ -170,6 +211,13 @@ class StatePoller:
 
     def probe(self, manipulator_id: str) -> ProbeState:
         """The latest state of one manipulator, or the reason it cannot be trusted."""
+        entry = self._entry(manipulator_id)
+        if isinstance(entry, ProbeFault):
+            raise DeviceError(self._fault_text(manipulator_id, entry.reason))
+        return entry
+
+    def _entry(self, manipulator_id: str) -> ProbeState | ProbeFault:
+        """One manipulator's entry in a fresh snapshot, usable or not."""
         age = trio.current_time() - self._snapshot_time
         if age > self._stale_after:
             if self._last_error is not None:
@@ -184,9 +232,22 @@ class StatePoller:
 
     async def next_probe(self, manipulator_id: str) -> ProbeState:
         """Wait for the next poll (bounded), then read."""
+        await self._next_tick()
+        return self.probe(manipulator_id)
+
+    async def next_listing(self, manipulator_id: str) -> None:
+        """Wait for the next poll (bounded); raise unless it lists the manipulator.
+
+        A listed manipulator whose state is unusable passes: the vendor is
+        answering and knows it, and its requests fail on their own until its
+        state is sound again.
+        """
+        await self._next_tick()
+        self._entry(manipulator_id)
+
+    async def _next_tick(self) -> None:
         with trio.move_on_after(self._stale_after):
             await self._tick.wait()
-        return self.probe(manipulator_id)
 
     async def put(self, command: Command) -> None:
         body = msgspec.json.encode(command)
@@ -233,7 +294,9 @@ class HttpManipulator(Manipulator):
         return self._dialect.axis_map.to_unified(probe.native_mm)
 
     async def open(self) -> None:
-        await self._poller.next_probe(self.id)
+        # Not next_probe: a manipulator listed with an unusable state (null
+        # positions, say) must not stop the daemon from starting its neighbours.
+        await self._poller.next_listing(self.id)
 
     async def close(self) -> None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Sequence
 
@@ -9,7 +10,7 @@ import msgspec
 
 from drivers.base import PlatformInfo
 from drivers.coordinates import AxisMap
-from drivers.http_common import Command, Dialect, ProbeState
+from drivers.http_common import Command, Dialect, ProbeFault, ProbeState
 
 MPM_IDS: tuple[str, ...] = (
     *string.ascii_uppercase,
@@ -28,19 +29,32 @@ MPM_AXES = AxisMap(
 
 
 class _Probe(msgspec.Struct):
+    """One ProbeArray entry, its values left undecoded.
+
+    Every key must be there: a missing key means a Pathfinder whose document is
+    not the one we know, and the whole answer is nonsense. The values are
+    checked one probe at a time (:func:`_probe_state`), because one probe
+    reported with null fields must fail only that probe, as it did upstream,
+    not every manipulator of the rig.
+    """
+
     Id: str
-    Stage_X: float
-    Stage_Y: float
-    Stage_Z: float
-    Polar: float
-    Pitch: float
-    ShankOrientation: float
-    ShankCount: float
+    Stage_X: object
+    Stage_Y: object
+    Stage_Z: object
+    Polar: object
+    Pitch: object
+    ShankOrientation: object
+    ShankCount: object
 
 
 class _State(msgspec.Struct):
     PosteriorAngle: float
     ProbeArray: list[_Probe]
+
+
+class _Unusable(Exception):
+    """A probe's values cannot be used; the text says which value and why."""
 
 
 class MpmDialect(Dialect):
@@ -54,21 +68,16 @@ class MpmDialect(Dialect):
     )
     axis_map = MPM_AXES
 
-    def parse_state(self, body: bytes) -> dict[str, ProbeState]:
+    def parse_state(self, body: bytes) -> dict[str, ProbeState | ProbeFault]:
         state = msgspec.json.decode(body, type=_State)
-        probes: dict[str, ProbeState] = {}
+        probes: dict[str, ProbeState | ProbeFault] = {}
         for probe in state.ProbeArray:
             if probe.Id not in MPM_IDS:
                 raise ValueError(f"unknown probe id {probe.Id!r} (expected A..Z, AA..AN)")
-            probes[probe.Id] = ProbeState(
-                native_mm=(probe.Stage_X, probe.Stage_Y, probe.Stage_Z),
-                angles=(
-                    (probe.Polar - state.PosteriorAngle) % 360.0,
-                    probe.Pitch,
-                    probe.ShankOrientation,
-                ),
-                shank_count=max(1, round(probe.ShankCount)),
-            )
+            try:
+                probes[probe.Id] = _probe_state(probe, state.PosteriorAngle)
+            except _Unusable as exc:
+                probes[probe.Id] = ProbeFault(str(exc))
         return probes
 
     def step_mode_command(self, manipulator_id: str, fine: bool) -> Command:
@@ -98,6 +107,33 @@ class MpmDialect(Dialect):
 
     def stop_command(self, manipulator_id: str) -> Command:
         return {"PutId": "ProbeStop", "Probe": _index(manipulator_id)}
+
+
+def _probe_state(probe: _Probe, posterior_angle: float) -> ProbeState:
+    return ProbeState(
+        native_mm=(
+            _number(probe.Stage_X, "Stage_X"),
+            _number(probe.Stage_Y, "Stage_Y"),
+            _number(probe.Stage_Z, "Stage_Z"),
+        ),
+        angles=(
+            (_number(probe.Polar, "Polar") - posterior_angle) % 360.0,
+            _number(probe.Pitch, "Pitch"),
+            _number(probe.ShankOrientation, "ShankOrientation"),
+        ),
+        shank_count=max(1, round(_number(probe.ShankCount, "ShankCount"))),
+    )
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if value is None:
+        raise _Unusable(f"{name} is null")
+    shown = msgspec.json.encode(value).decode()
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    raise _Unusable(f"{name} is {shown}, not a number")
 
 
 def _index(manipulator_id: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers.http_sim import HttpSim, SimStage, number, run_cli
 from drivers.pathfinder_mpm.dialect import MPM_IDS
@@ -23,6 +23,9 @@ class SimProbe:
     shank_orientation: float = 0.0
     shank_count: int = 1
     fine: bool = False
+    overrides: dict[str, object] = field(default_factory=dict)
+    """Fields reported instead of the real ones (null positions, say), so a test
+    can make one probe's state unusable while the others stay sound."""
 
 
 class MpmSim(HttpSim):
@@ -61,6 +64,7 @@ class MpmSim(HttpSim):
                     "ShankOrientation": probe.shank_orientation,
                     "ShankCount": probe.shank_count,
                     "Visible": True,
+                    **probe.overrides,
                 }
                 for probe_id, probe in self.probes.items()
             ],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import trio
 
-from drivers.base import DeviceError, DeviceLost, PlatformOptions, Vector
+from drivers.base import DeviceError, DeviceLost, Manipulator, PlatformOptions, Vector
 from drivers.http_common import HttpPlatform
 from drivers.pathfinder_mpm import MpmDialect, create_platform
 from drivers.pathfinder_mpm.sim import MpmSim
@@ -227,3 +227,77 @@ async def test_a_command_the_server_refuses_is_a_clear_error() -> None:
         del sim.probes["C"]
         with pytest.raises(DeviceError, match=r"refused command .*ProbeStop.*HTTP 400"):
             await rig.manipulators["C"].halt()
+
+
+NULL_POSITION: dict[str, object] = {"Stage_X": None, "Stage_Y": None, "Stage_Z": None}
+
+
+async def failure_of(manipulator: Manipulator) -> DeviceError:
+    """Wait (bounded) until the manipulator's position read fails, and return why."""
+    with trio.fail_after(3.0):
+        while True:
+            try:
+                await manipulator.position()
+            except DeviceError as exc:
+                return exc
+            await trio.sleep(0.02)
+
+
+async def test_a_probe_with_null_positions_fails_alone_and_the_others_keep_working() -> None:
+    sim = fast_sim()
+    async with running_rig(sim, MpmDialect()) as rig:
+        sim.probes["B"].overrides = dict(NULL_POSITION)
+        failure = await failure_of(rig.manipulators["B"])
+        assert type(failure) is DeviceError
+        assert re.fullmatch(
+            r"Pathfinder MPM at \S+ reports manipulator B without a usable state: "
+            r"Stage_X is null",
+            str(failure),
+        )
+        # Outlive the staleness limit: a state refused as a whole would fail A and C by now.
+        await trio.sleep(STALE_AFTER_S + 0.2)
+        with pytest.raises(DeviceError, match="manipulator B without a usable state"):
+            await rig.manipulators["B"].angles()
+        with pytest.raises(DeviceError, match="manipulator B without a usable state"):
+            await rig.manipulators["B"].move_to((7.0, 7.0, 7.0, 0.0), 1.0)
+        assert not any(put.get("Probe") == 1 for put in sim.puts)
+        assert await rig.manipulators["A"].angles() == pytest.approx((0.0, 45.0, 0.0))
+        with trio.fail_after(5):
+            final = await rig.manipulators["C"].move_to((13.0, 8.0, 6.0, 0.0), 2.0)
+        np.testing.assert_allclose(final[:3], (13.0, 8.0, 6.0), atol=0.01)
+        sim.probes["B"].overrides = {}
+        await wait_until_fresh(rig.manipulators["B"])
+
+
+async def test_a_probe_without_a_usable_state_at_start_is_listed_and_opens() -> None:
+    sim = fast_sim()
+    sim.probes["A"].overrides = {"Stage_Y": "n/a"}
+    async with running_rig(sim, MpmDialect()) as rig:
+        assert list(rig.manipulators) == ["A", "B", "C"]
+        for manipulator in rig.manipulators.values():
+            await manipulator.open()
+        with pytest.raises(
+            DeviceError, match=r"manipulator A without a usable state: Stage_Y is \"n/a\""
+        ):
+            await rig.manipulators["A"].position()
+        assert len(await rig.manipulators["B"].position()) == 4
+        sim.probes["A"].overrides = {}
+        await wait_until_fresh(rig.manipulators["A"])
+
+
+def test_a_probe_without_an_id_or_with_a_missing_field_makes_the_whole_state_nonsense() -> None:
+    dialect = MpmDialect()
+    sound = (
+        '"Stage_X": 1, "Stage_Y": 1, "Stage_Z": 1, "Polar": 0, "Pitch": 0,'
+        ' "ShankOrientation": 0, "ShankCount": 1'
+    )
+    with pytest.raises(ValueError, match="Id"):
+        dialect.parse_state(
+            f'{{"PosteriorAngle": 0, "ProbeArray": [{{"Id": null, {sound}}}]}}'.encode()
+        )
+    missing = sound.replace('"Pitch": 0,', "")
+    with pytest.raises(ValueError, match="Pitch"):
+        dialect.parse_state(
+            f'{{"PosteriorAngle": 0, "ProbeArray": [{{"Id": "A", {sound}}},'
+            f' {{"Id": "B", {missing}}}]}}'.encode()
+        )
