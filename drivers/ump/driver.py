@@ -21,6 +21,7 @@ import trio
 
 from drivers.base import (
     DeviceError,
+    DeviceLost,
     Manipulator,
     NotSupported,
     Platform,
@@ -28,7 +29,13 @@ from drivers.base import (
     Vector,
 )
 from drivers.coordinates import AxisMap, NativeArray
-from drivers.ump.sdk import MoveRequest, SdkUnavailable, SensapexDevice, SensapexSDK
+from drivers.ump.sdk import (
+    MoveRequest,
+    SdkUnavailable,
+    SensapexDevice,
+    SensapexSDK,
+    means_device_gone,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +82,25 @@ async def sdk_call(
     deadline_s: float = SDK_CALL_TIMEOUT_S,
     limiter: trio.CapacityLimiter | None = None,
 ) -> T:
-    """One blocking SDK call in a worker thread; any failure becomes a DeviceError."""
+    """One blocking SDK call in a worker thread; any failure becomes a DeviceError.
+
+    A failure that means the device or its link is gone becomes DeviceLost, so
+    the actor takes the manipulator offline and reopens it until it answers.
+    """
     try:
         with trio.fail_after(deadline_s):
             return await trio.to_thread.run_sync(
                 lambda: fn(*args), abandon_on_cancel=False, limiter=limiter
             )
     except trio.TooSlowError:
-        raise DeviceError(f"{what}: no answer within {deadline_s:g} s") from None
+        # Only a wait for a worker slot can time out (a running call is never
+        # abandoned): the SDK is stuck on earlier calls to this rig.
+        raise DeviceLost(f"{what}: no answer within {deadline_s:g} s") from None
     except DeviceError:
         raise
     except Exception as exc:
-        raise DeviceError(f"{what} failed: {type(exc).__name__}: {exc}") from None
+        error = DeviceLost if means_device_gone(exc) else DeviceError
+        raise error(f"{what} failed: {type(exc).__name__}: {exc}") from None
 
 
 class UmpManipulator(Manipulator):

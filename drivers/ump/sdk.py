@@ -38,6 +38,33 @@ class SensapexSDK(Protocol):
     def get_device(self, dev_id: int) -> SensapexDevice: ...
 
 
+# libum's error codes (``sensapex.sensapex.LIBUM_*``), as ``UMError.errno`` carries them.
+LIBUM_NOT_OPEN = -2
+"""The SDK's socket is not open."""
+LIBUM_TIMEOUT = -3
+"""Nothing answered in time: the controller is off, unplugged or unreachable."""
+LIBUM_INVALID_RESP = -6
+"""A garbled packet came back: the link, not the request, is at fault."""
+_LINK_GONE = frozenset({LIBUM_NOT_OPEN, LIBUM_TIMEOUT, LIBUM_INVALID_RESP})
+
+
+def means_device_gone(exc: BaseException) -> bool:
+    """Whether an SDK exception says the device or the link to it is gone.
+
+    The SDK raises ``sensapex.UMError(message, errno, oserrno)`` for every
+    libum failure: ``oserrno`` is set when a socket call failed (network down,
+    no route), ``errno`` is libum's code otherwise. Those, a timeout, a closed
+    socket and a garbled reply mean "reopen and retry later"; an invalid
+    argument, an invalid device id or a controller refusing the command
+    (LIBUM_PEER_ERROR) are about the request and reopening would not help.
+    The check is by shape, not by class, so the driver need not import the
+    optional package to classify its errors (and a test double can raise them).
+    """
+    if not hasattr(exc, "oserrno"):
+        return False
+    return getattr(exc, "oserrno", None) is not None or getattr(exc, "errno", None) in _LINK_GONE
+
+
 class SdkUnavailable(Exception):
     """The SDK package or its native library cannot be loaded."""
 

@@ -8,10 +8,48 @@ called from the driver's worker threads, hence the lock.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+
+# libum's error codes, as the real SDK's UMError.errno carries them.
+LIBUM_OS_ERROR = -1
+LIBUM_NOT_OPEN = -2
+LIBUM_TIMEOUT = -3
+LIBUM_INVALID_ARG = -4
+LIBUM_INVALID_DEV = -5
+LIBUM_INVALID_RESP = -6
+LIBUM_PEER_ERROR = -7
+_ERROR_TEXT = {
+    LIBUM_NOT_OPEN: "Not opened",
+    LIBUM_TIMEOUT: "Timeout",
+    LIBUM_INVALID_ARG: "Invalid argument",
+    LIBUM_INVALID_DEV: "Invalid device id",
+    LIBUM_INVALID_RESP: "Invalid response",
+    LIBUM_PEER_ERROR: "Peer failure",
+}
+
+
+class FakeUMError(Exception):
+    """Shaped like ``sensapex.UMError``: a message, libum's ``errno`` (None for an
+    operating-system error) and the OS ``oserrno`` (None otherwise)."""
+
+    def __init__(self, msg: str, errno: int | None, oserrno: int | None) -> None:
+        super().__init__(msg)
+        self.errno = errno
+        self.oserrno = oserrno
+
+
+def um_error(errno: int, fn: str = "um_get_positions") -> FakeUMError:
+    """The UMError the real SDK raises when libum returns ``errno`` from ``fn``."""
+    return FakeUMError(f"UM Error: {errno:d}: '{_ERROR_TEXT[errno]}' from {fn}()", errno, None)
+
+
+def um_os_error(oserrno: int) -> FakeUMError:
+    """The UMError the real SDK raises when a socket call fails (LIBUM_OS_ERROR)."""
+    return FakeUMError(f"UM OS Error {oserrno:d}: {os.strerror(oserrno)}", None, oserrno)
 
 
 class FakeMoveRequest:
@@ -57,6 +95,8 @@ class FakeSensapexDevice:
         self.axes = axes
         self.resting = [10_000.0] * axes
         self.move: FakeMoveRequest | None = None
+        self.failure: FakeUMError | None = None
+        """When set, every call raises it (see ``unplug``)."""
 
     def position_now(self) -> list[float]:
         if self.move is None:
@@ -68,17 +108,32 @@ class FakeSensapexDevice:
         self.resting = [float(v) for v in position_um]
         self.move = None
 
+    def unplug(self) -> None:
+        """Test hook: the controller stops answering, so libum's requests time out."""
+        self.failure = um_error(LIBUM_TIMEOUT)
+
+    def replug(self) -> None:
+        self.failure = None
+
+    def _check(self) -> None:
+        failure = self.failure
+        if failure is not None:
+            raise FakeUMError(str(failure), failure.errno, failure.oserrno)
+
     def n_axes(self) -> int:
         self._sdk.record(self.dev_id, "n_axes")
+        self._check()
         return self.axes
 
     def get_pos(self, timeout: int | None = None) -> list[float]:
         self._sdk.record(self.dev_id, "get_pos", timeout)
+        self._check()
         with self._sdk.lock:
             return self.position_now()
 
     def goto_pos(self, pos: Sequence[float], speed: float, **options: Any) -> FakeMoveRequest:
         self._sdk.record(self.dev_id, "goto_pos", list(pos), speed)
+        self._check()
         if len(pos) != self.axes:
             raise ValueError(
                 f"Device #{self.dev_id} is configured for {self.axes} axes, "
@@ -92,6 +147,7 @@ class FakeSensapexDevice:
 
     def stop(self, reason: str | None = None) -> None:
         self._sdk.record(self.dev_id, "stop")
+        self._check()
         with self._sdk.lock:
             if self.move is not None and not self.move.finished:
                 self.move.interrupt("stop requested before move finished")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -10,10 +12,21 @@ import numpy as np
 import pytest
 import trio
 
-from drivers.base import DeviceError, Manipulator, NotSupported, Vector
+from drivers.base import DeviceError, DeviceLost, Manipulator, NotSupported, Vector
 from drivers.ump import UmpPlatform
 from drivers.ump.sdk import SdkUnavailable, SensapexSDK, load_sensapex
-from tests.ump.fake_sdk import FakeSensapexSDK
+from tests.ump.fake_sdk import (
+    LIBUM_INVALID_ARG,
+    LIBUM_INVALID_DEV,
+    LIBUM_INVALID_RESP,
+    LIBUM_NOT_OPEN,
+    LIBUM_PEER_ERROR,
+    LIBUM_TIMEOUT,
+    FakeSensapexSDK,
+    FakeUMError,
+    um_error,
+    um_os_error,
+)
 
 
 @asynccontextmanager
@@ -176,3 +189,48 @@ async def test_an_sdk_that_cannot_load_is_a_clear_error_at_start() -> None:
 def test_without_the_sensapex_extra_the_error_says_how_to_install_it() -> None:
     with pytest.raises(SdkUnavailable, match=r"install ephysd\[sensapex\]"):
         load_sensapex()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        um_error(LIBUM_TIMEOUT),
+        um_error(LIBUM_NOT_OPEN),
+        um_error(LIBUM_INVALID_RESP),
+        um_os_error(errno.ENETUNREACH),
+    ],
+    ids=["timeout", "not-open", "invalid-response", "os-error"],
+)
+async def test_sdk_failures_that_mean_the_device_is_gone_are_device_lost(
+    failure: FakeUMError,
+) -> None:
+    sdk = FakeSensapexSDK({1: 4})
+    async with running(sdk) as (_, [manipulator]):
+        sdk.devices[1].failure = failure
+        expected = re.escape(f"Sensapex uMp-4 1 position failed: FakeUMError: {failure}")
+        with pytest.raises(DeviceLost, match=expected):
+            await manipulator.position()
+        with pytest.raises(DeviceLost):
+            await manipulator.open()
+        with pytest.raises(DeviceLost):
+            await manipulator.halt()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        um_error(LIBUM_INVALID_ARG, "um_goto_position_ext"),
+        um_error(LIBUM_INVALID_DEV),
+        um_error(LIBUM_PEER_ERROR),
+    ],
+    ids=["invalid-argument", "invalid-device-id", "peer-failure"],
+)
+async def test_sdk_errors_about_the_request_itself_stay_device_errors(
+    failure: FakeUMError,
+) -> None:
+    sdk = FakeSensapexSDK({1: 4})
+    async with running(sdk) as (_, [manipulator]):
+        sdk.devices[1].failure = failure
+        with pytest.raises(DeviceError, match=re.escape(str(failure))) as caught:
+            await manipulator.position()
+        assert not isinstance(caught.value, DeviceLost)
