@@ -47,6 +47,10 @@ SDK_CALL_TIMEOUT_S = 2.0
 START_TIMEOUT_S = 10.0
 STOP_DEADLINE_S = 0.5
 MOVE_POLL_S = 0.01
+MOVE_LIVENESS_S = 0.5
+"""During a move, how often the device is asked for its position. The SDK
+learns that a move ended from the controller's status packets, so the move of
+a controller that vanished never finishes: only asking notices the silence."""
 POSITION_TIMEOUT_MS = 1
 """get_pos accepts the SDK's cached position when it is at most this old."""
 
@@ -193,10 +197,15 @@ class UmpManipulator(Manipulator):
     async def _until_finished(self, request: MoveRequest, limit_s: float) -> None:
         # ``finished`` is a plain attribute the SDK's poller thread sets: reading it
         # never blocks, so this loop needs no worker thread and cancels at once.
+        # A position read now and then raises DeviceLost if the device went silent.
         try:
             with trio.fail_after(limit_s):
-                while not request.finished:  # noqa: ASYNC110 (set by an SDK thread)
+                check_at = trio.current_time() + MOVE_LIVENESS_S
+                while not request.finished:
                     await trio.sleep(MOVE_POLL_S)
+                    if trio.current_time() >= check_at:
+                        await self._native_um()
+                        check_at = trio.current_time() + MOVE_LIVENESS_S
         except trio.TooSlowError:
             raise DeviceError(
                 f"{self._name} did not finish its move within {limit_s:.0f} s"

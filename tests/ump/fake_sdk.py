@@ -81,6 +81,10 @@ class FakeMoveRequest:
 
     @property
     def finished(self) -> bool:
+        if self._device.failure is not None and not self.interrupted:
+            # The real SDK learns a move ended from the controller's status
+            # packets: from a controller that went silent, it never does.
+            return False
         return self.interrupted or self.position_at(time.monotonic()) == self.target
 
     @property

@@ -234,3 +234,20 @@ async def test_sdk_errors_about_the_request_itself_stay_device_errors(
         with pytest.raises(DeviceError, match=re.escape(str(failure))) as caught:
             await manipulator.position()
         assert not isinstance(caught.value, DeviceLost)
+
+
+async def test_a_controller_that_vanishes_mid_move_fails_the_move_as_lost_at_once() -> None:
+    sdk = FakeSensapexSDK({1: 4})
+    async with running(sdk) as (_, [manipulator]):
+
+        async def vanish() -> None:
+            await trio.sleep(0.2)
+            sdk.devices[1].unplug()
+
+        # An 18 s move: its own limit is about a minute away.
+        with trio.fail_after(2):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(vanish)
+                with pytest.raises(DeviceLost, match="Timeout"):
+                    await manipulator.move_to((19.0, 10.0, 10.0, 10.0), 0.5)
+        assert len(sdk.calls_named("stop")) == 1
