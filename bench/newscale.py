@@ -37,12 +37,11 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import trio
 from _common import percentile
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from drivers.base import DeviceError
+from drivers.base import DeviceError, Vector
 from drivers.newscale.driver import NewScaleManipulator
 from drivers.newscale.sim import NewScaleSim
 
@@ -118,7 +117,7 @@ async def reads_per_second(devices: list[NewScaleManipulator], seconds: float) -
 
 async def stop_latencies(device: NewScaleManipulator, stops: int, wire: WireClock) -> list[float]:
     latencies: list[float] = []
-    targets = [np.array([2.0, 7.5, 7.5, 0.0]), np.array([13.0, 7.5, 7.5, 0.0])]
+    targets: list[Vector] = [(2.0, 7.5, 7.5, 0.0), (13.0, 7.5, 7.5, 0.0)]
     for i in range(stops):
         async with trio.open_nursery() as nursery:
             scope = trio.CancelScope()

@@ -19,7 +19,6 @@ from typing import NoReturn
 import httpx
 import msgspec
 import numpy as np
-import numpy.typing as npt
 import trio
 
 from drivers.base import (
@@ -314,8 +313,7 @@ class HttpManipulator(Manipulator):
         self._halts += 1
         await self._poller.put(self._dialect.stop_command(self.id))
 
-    async def move_to(self, target: npt.ArrayLike, speed_mm_s: float) -> Vector:
-        """Drive to ``target`` (a Vector, or anything array-like: numpy works here)."""
+    async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
         unified = np.asarray(target, dtype=np.float64)
         _check_motion_args(unified[:3], speed_mm_s)
         native_target = self._dialect.axis_map.to_native(unified, 3)

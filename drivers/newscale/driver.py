@@ -13,7 +13,6 @@ import logging
 import math
 
 import numpy as np
-import numpy.typing as npt
 import trio
 
 from drivers.base import DeviceError, DeviceLost, Manipulator, Vector
@@ -143,8 +142,7 @@ class NewScaleManipulator(Manipulator):
 
     # --- moves --------------------------------------------------------------
 
-    async def move_to(self, target: npt.ArrayLike, speed_mm_s: float) -> Vector:
-        """Drive to ``target`` (a Vector, or anything array-like: numpy works here)."""
+    async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
         unified = np.asarray(target, dtype=np.float64)
         if unified.shape != (4,) or not np.all(np.isfinite(unified[:3])):
             raise DeviceError(f"target must be 4 finite numbers in mm, got {target!r}")

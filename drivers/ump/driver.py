@@ -16,7 +16,6 @@ from typing import TypeVar
 
 import msgspec
 import numpy as np
-import numpy.typing as npt
 import trio
 
 from drivers.base import (
@@ -159,8 +158,7 @@ class UmpManipulator(Manipulator):
             limiter=self._stop_limiter,
         )
 
-    async def move_to(self, target: npt.ArrayLike, speed_mm_s: float) -> Vector:
-        """Drive to ``target`` (a Vector, or anything array-like: numpy works here)."""
+    async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
         native_um = self._map.to_native(target, self._axes) * 1000.0
         return await self._goto(native_um, speed_mm_s)
 

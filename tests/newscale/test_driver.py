@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import trio
 
-from drivers.base import DeviceError
+from drivers.base import DeviceError, Vector
 from drivers.newscale.codec import encode_bridge, select_stage
 from drivers.newscale.driver import NewScaleManipulator
 from drivers.newscale.sim import NewScaleSim
@@ -19,8 +19,8 @@ def stage_frames(sim: NewScaleSim, code: bytes) -> list[tuple[int | None, bytes]
     return [(r.stage, r.raw) for r in sim.received if r.raw.startswith(b"<" + code)]
 
 
-def vec(*values: float) -> np.ndarray:
-    return np.array(values, dtype=np.float64)
+def vec(x: float, y: float, z: float, w: float) -> Vector:
+    return (x, y, z, w)
 
 
 async def test_open_asks_bridge_firmware_then_takes_host_control_of_each_stage_in_closed_loop(
@@ -122,7 +122,7 @@ async def test_move_depth_drives_the_z_stage_only(
     ],
 )
 async def test_target_outside_travel_is_refused_and_nothing_moves(
-    sim: NewScaleSim, manipulator: NewScaleManipulator, target: np.ndarray
+    sim: NewScaleSim, manipulator: NewScaleManipulator, target: Vector
 ) -> None:
     with pytest.raises(DeviceError, match=r"travel|finite"):
         await manipulator.move_to(target, 1.0)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import trio
 
-from drivers.base import DeviceError, DeviceLost
+from drivers.base import DeviceError, DeviceLost, Vector
 from drivers.newscale.codec import encode_bridge
 from drivers.newscale.driver import NewScaleManipulator
 from drivers.newscale.sim import NewScaleSim
 
-FAR = np.array([1.0, 1.0, 1.0, 0.0])
+FAR: Vector = (1.0, 1.0, 1.0, 0.0)
 
 
 async def test_device_vanishing_mid_move_is_device_lost_within_one_second(
@@ -63,7 +63,7 @@ async def test_garbage_before_a_reply_is_skipped_and_the_driver_keeps_working(
     for garbage in (b"\x00\xff\xfe", b"<10 12", b">\r<<<", b"<zz>\r", b"\r\r>"):
         sim.send_garbage_before_next_reply(garbage)
         assert np.allclose(await manipulator.position(), [7.5, 7.5, 7.5, 7.5])
-    final = await manipulator.move_to(np.array([7.4, 7.5, 7.5, 0.0]), 1.0)
+    final = await manipulator.move_to((7.4, 7.5, 7.5, 0.0), 1.0)
     assert final[0] == pytest.approx(7.4)
 
 
