@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import trio
@@ -114,19 +114,29 @@ def run(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         return _fail(str(exc), 2)
     configure_logging(settings.debug)
-    try:
+
+    def serve() -> None:
         platform = create_platform(settings.platform, platform_options(settings))
         daemon = Daemon(
             settings, platform, handle_signals=True, reload_settings=lambda: parse_settings(argv)
         )
         trio.run(daemon.run)
+
+    return exit_status(serve)
+
+
+def exit_status(serve: Callable[[], object], config_error_status: int = 1) -> int:
+    """Run ``serve``; a start-up failure anywhere inside it (however deep in a
+    nursery) becomes one error line and a non-zero status, Ctrl-C becomes 130."""
+    try:
+        serve()
     except KeyboardInterrupt:
         return 130
     except BaseException as exc:
         leaf = find_leaf(exc, (StartupError, DeviceError, ConfigError))
         if leaf is None:
             raise
-        return _fail(str(leaf))
+        return _fail(str(leaf), config_error_status if isinstance(leaf, ConfigError) else 1)
     return 0
 
 

@@ -17,11 +17,9 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from drivers.base import DeviceError
 from ephysd.app import Daemon
-from ephysd.cli import _fail, parse_settings, platform_options
-from ephysd.config import ConfigError
-from ephysd.errors import StartupError, find_leaf
+from ephysd.cli import exit_status, parse_settings, platform_options
+from ephysd.errors import StartupError
 from ephysd.logging_setup import configure_logging
 from ephysd.platforms import create_platform
 
@@ -137,16 +135,7 @@ def run(argv: Sequence[str]) -> int:
     use_fake = "--fake" in args
     if use_fake:
         args.remove("--fake")
-    try:
-        trio.run(_serve, args, use_fake)
-    except KeyboardInterrupt:
-        return 130
-    except BaseException as exc:
-        leaf = find_leaf(exc, (StartupError, DeviceError, ConfigError))
-        if leaf is None:
-            raise
-        return _fail(str(leaf), 2 if isinstance(leaf, ConfigError) else 1)
-    return 0
+    return exit_status(lambda: trio.run(_serve, args, use_fake), config_error_status=2)
 
 
 if __name__ == "__main__":
