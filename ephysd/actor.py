@@ -429,9 +429,9 @@ class Actor:
             log.exception("manipulator %s %s failed with an unexpected error", self.id, what)
         return text
 
-    async def _read_position(self, bound: trio.CancelScope | None = None) -> Vector:
+    async def _read_position(self) -> Vector:
         return await self._device(
-            self.manipulator.position, self._limits.read_timeout_s, _READS[GetPosition][1], bound
+            self.manipulator.position, self._limits.read_timeout_s, _READS[GetPosition][1]
         )
 
     # --- message handlers ------------------------------------------------------
@@ -452,13 +452,7 @@ class Actor:
                     if not self._online:
                         current.reply.resolve(Result(error=self._offline_error()))
                     else:
-                        match current:
-                            case GetPosition():
-                                await self._get_position(current, bound)
-                            case GetAngles():
-                                await self._get_angles(current, bound)
-                            case GetShankCount():
-                                await self._get_shank_count(current, bound)
+                        await self._answer_read(current, bound)
                     current = None
                 return
             if current is not None:  # nothing but a read's deadline cancels ``bound``
@@ -496,36 +490,26 @@ class Actor:
             previous.scope.cancel()
         return move
 
-    async def _get_position(self, message: GetPosition, bound: trio.CancelScope) -> None:
+    async def _answer_read(self, message: ReadRequest, bound: trio.CancelScope) -> None:
+        """Read what ``message`` asks for from the device, bounded by ``bound``, and answer."""
+        event, what = _READS[type(message)]
+        timeout_s = self._limits.read_timeout_s
         try:
-            position = await self._read_position(bound)
+            match message:
+                case GetPosition():
+                    position = await self._device(self.manipulator.position, timeout_s, what, bound)
+                    message.reply.resolve(Result(value=vector4(position)))
+                case GetAngles():
+                    yaw, pitch, roll = await self._device(
+                        self.manipulator.angles, timeout_s, what, bound
+                    )
+                    angles = Vector3(float(yaw), float(pitch), float(roll))
+                    message.reply.resolve(Result(value=angles))
+                case GetShankCount():
+                    count = await self._device(self.manipulator.shank_count, timeout_s, what, bound)
+                    message.reply.resolve(Result(value=int(count)))
         except Exception as exc:
-            message.reply.resolve(Result(error=self._failure("get_position", exc)))
-        else:
-            message.reply.resolve(Result(value=vector4(position)))
-
-    async def _get_angles(self, message: GetAngles, bound: trio.CancelScope) -> None:
-        try:
-            yaw, pitch, roll = await self._device(
-                self.manipulator.angles, self._limits.read_timeout_s, _READS[GetAngles][1], bound
-            )
-        except Exception as exc:
-            message.reply.resolve(Result(error=self._failure("get_angles", exc)))
-        else:
-            message.reply.resolve(Result(value=Vector3(float(yaw), float(pitch), float(roll))))
-
-    async def _get_shank_count(self, message: GetShankCount, bound: trio.CancelScope) -> None:
-        try:
-            count = await self._device(
-                self.manipulator.shank_count,
-                self._limits.read_timeout_s,
-                _READS[GetShankCount][1],
-                bound,
-            )
-        except Exception as exc:
-            message.reply.resolve(Result(error=self._failure("get_shank_count", exc)))
-        else:
-            message.reply.resolve(Result(value=int(count)))
+            message.reply.resolve(Result(error=self._failure(event, exc)))
 
     def _move_deadline_s(self, speed: float) -> float:
         travel = sum(self._info.dimensions_mm)
