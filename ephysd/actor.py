@@ -222,16 +222,6 @@ class ActorHandle:
         result: Result[Vector4] = await self._ask(self._reads, GetPosition(slot), slot)
         return result
 
-    async def get_angles(self) -> Result[Vector3]:
-        slot: ReplySlot[Result[Vector3]] = ReplySlot()
-        result: Result[Vector3] = await self._ask(self._reads, GetAngles(slot), slot)
-        return result
-
-    async def get_shank_count(self) -> Result[int]:
-        slot: ReplySlot[Result[int]] = ReplySlot()
-        result: Result[int] = await self._ask(self._reads, GetShankCount(slot), slot)
-        return result
-
     async def move_to(self, position: Vector4, speed: float) -> Result[Vector4]:
         slot: ReplySlot[Result[Vector4]] = ReplySlot()
         result: Result[Vector4] = await self._ask(

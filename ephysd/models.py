@@ -77,9 +77,8 @@ class Vector3(msgspec.Struct, frozen=True):
 
 
 def vector4(values: Any) -> Vector4:
-    """A Vector4 from any 4-sequence of numbers (numpy arrays included)."""
-    tolist = getattr(values, "tolist", None)  # numpy: floats in one C call (hot path)
-    x, y, z, w = tolist() if tolist is not None else values
+    """A Vector4 from any 4-sequence of numbers."""
+    x, y, z, w = values
     return Vector4(x=float(x), y=float(y), z=float(z), w=float(w))
 
 

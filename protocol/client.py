@@ -24,7 +24,6 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
-from protocol.deferred import Deferred
 from protocol.engineio.packets import Packet as EIOPacket
 from protocol.engineio.packets import PacketType as EIOType
 from protocol.engineio.packets import decode_packet, encode_packet
@@ -343,8 +342,6 @@ class SocketIOClient:
             else:
                 log.info("event %r has no handler; not acked", event)
                 return
-            if isinstance(result, Deferred):  # the server's contract; here simply awaited
-                result = await result.wait()
             if packet.id is not None:
                 await self._send(encode(ack_packet(ack_args(result), packet.id, self.namespace)))
         except Disconnected:
