@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import pstats
 import re
@@ -502,11 +503,7 @@ class Figures:
 
     def p(self, percent: float) -> float:
         """Percentile (nearest rank) of the round trips, in microseconds."""
-        ordered = sorted(self.latencies_ns)
-        if not ordered:
-            return float("nan")
-        rank = max(0, min(len(ordered) - 1, round(percent / 100 * len(ordered) + 0.5) - 1))
-        return ordered[rank] / 1000
+        return percentile(self.latencies_ns, percent) / 1000
 
     @property
     def cpu_us_per_ack(self) -> float:
@@ -674,9 +671,12 @@ def print_ratios(ours: Figures, theirs: Figures, floor: Figures | None) -> None:
 
 
 def percentile(values: Sequence[float], p: float) -> float:
-    """The p-th percentile of values (by rank, no interpolation)."""
+    """The p-th percentile of values by nearest rank (NaN for none)."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+    if not ordered:
+        return float("nan")
+    rank = min(len(ordered), max(1, math.ceil(p / 100 * len(ordered))))  # 1-based
+    return ordered[rank - 1]
 
 
 def machine_conditions() -> str:
