@@ -20,6 +20,7 @@ saves about 12 MiB of resident memory).
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import msgspec
 import trio
@@ -38,6 +39,16 @@ class DeviceLost(DeviceError):
 
 class NotSupported(DeviceError):
     """The platform has no such capability (e.g. angles on Sensapex)."""
+
+
+class PlatformConfigError(ValueError):
+    """The platform's settings are wrong (a bad ``--port``, a bad ``[manipulators]`` table).
+
+    Raised by ``create_platform`` (which must validate everything it is given
+    before anything is opened), so the daemon exits with status 2 and one line
+    before it touches a device: a systemd unit's ``RestartPreventExitStatus=2``
+    then stops a restart loop that no restart could fix.
+    """
 
 
 class PlatformInfo(msgspec.Struct, frozen=True):
@@ -65,6 +76,10 @@ class PlatformOptions(msgspec.Struct, frozen=True):
     parallax_port: int = 8081
     # Simulated rigs only.
     manipulator_count: int = 8
+    # Per-manipulator tables from the config file (``[manipulators.NAME]``),
+    # keyed by manipulator name; each platform validates its own keys in
+    # ``create_platform`` and raises PlatformConfigError for anything wrong.
+    manipulators: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
 class Manipulator(abc.ABC):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import trio
 
-from drivers.base import DeviceError, Manipulator, Platform
+from drivers.base import DeviceError, Manipulator, Platform, PlatformConfigError
 from ephysd.security import AccessPolicy, PolicyError, parse_networks, peer_address
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ def main(argv: Sequence[str] = ()) -> int:
         return report(findings)
     try:
         platform = create_platform(settings.platform, platform_options(settings))
-    except DeviceError as exc:
+    except (DeviceError, PlatformConfigError) as exc:
         findings.append(Finding(False, f"platform {settings.platform}", str(exc)))
     else:
         findings.extend(trio.run(check_platform, platform))

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import trio
 
-from drivers.base import DeviceError, PlatformOptions
+from drivers.base import DeviceError, PlatformConfigError, PlatformOptions
 from ephysd import __version__
 from ephysd.api import EPHYS_LINK_API_VERSION
 from ephysd.app import Daemon
@@ -95,6 +95,7 @@ def platform_options(settings: Settings) -> PlatformOptions:
         mpm_port=settings.mpm_port,
         parallax_port=settings.parallax_port,
         manipulator_count=settings.manipulator_count,
+        manipulators=settings.manipulators,
     )
 
 
@@ -133,9 +134,11 @@ def exit_status(serve: Callable[[], object], config_error_status: int = 1) -> in
     except KeyboardInterrupt:
         return 130
     except BaseException as exc:
-        leaf = find_leaf(exc, (StartupError, DeviceError, ConfigError))
+        leaf = find_leaf(exc, (StartupError, DeviceError, ConfigError, PlatformConfigError))
         if leaf is None:
             raise
+        if isinstance(leaf, PlatformConfigError):
+            return _fail(str(leaf), 2)
         return _fail(str(leaf), config_error_status if isinstance(leaf, ConfigError) else 1)
     return 0
 

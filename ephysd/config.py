@@ -59,6 +59,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ping_timeout_ms: int = 5000
     # Simulated rigs only.
     manipulator_count: int = 8
+    # ``[manipulators.NAME]`` tables: per-manipulator settings the platform
+    # validates itself (origin, signs, depth axis ...); see each driver's README.
+    manipulators: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

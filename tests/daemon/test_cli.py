@@ -150,3 +150,14 @@ async def test_sigusr1_is_an_emergency_stop_and_sigterm_exits_cleanly() -> None:
         finally:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.parametrize(
+    "ports", [(), ("a=/dev/null", "a=/dev/zero"), ("=/dev/null",)], ids=["none", "twice", "empty"]
+)
+async def test_a_bad_port_list_exits_2_before_any_device_is_opened(ports: tuple[str, ...]) -> None:
+    flags = [arg for spec in ports for arg in ("--port", spec)]
+    code, out, err = await ephysd("--platform", "newscale", *flags)
+    assert_one_clear_line(code, err, "--p")
+    assert code == 2
+    assert "opened" not in out + err

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 import drivers.newscale
-from drivers.base import DeviceError, DeviceLost, PlatformOptions
+from drivers.base import DeviceError, DeviceLost, PlatformConfigError, PlatformOptions
 from drivers.newscale.platform import parse_ports
 from drivers.newscale.sim import NewScaleSim
 
@@ -30,7 +30,7 @@ def test_ports_become_manipulators_numbered_in_order_or_named() -> None:
     "ports", [("=/dev/x",), ("a=",), ("/dev/x", "/dev/x"), ("a=/dev/x", "a=/dev/y"), ("2=/x", "/y")]
 )
 def test_bad_or_ambiguous_ports_are_refused(ports: tuple[str, ...]) -> None:
-    with pytest.raises(DeviceError, match="--port"):
+    with pytest.raises(PlatformConfigError, match="--port"):
         parse_ports(ports)
 
 
@@ -42,12 +42,9 @@ def test_platform_reports_three_axes_of_fifteen_millimetres() -> None:
     assert platform.info.tolerance_mm == 0.01
 
 
-async def test_platform_without_a_port_fails_before_reporting_started(
-    nursery: trio.Nursery,
-) -> None:
-    platform = drivers.newscale.create_platform(PlatformOptions())
-    with pytest.raises(DeviceError, match="needs at least one --port DEVICE"):
-        await nursery.start(platform.run)
+def test_platform_without_a_port_is_a_config_error_before_anything_opens() -> None:
+    with pytest.raises(PlatformConfigError, match="needs at least one --port DEVICE"):
+        drivers.newscale.create_platform(PlatformOptions())
 
 
 async def test_a_dead_or_silent_port_never_delays_another_manipulator(

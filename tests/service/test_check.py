@@ -64,10 +64,15 @@ async def test_a_silent_device_is_one_clear_failure_and_the_others_still_pass() 
 
 
 async def test_a_platform_that_cannot_start_is_reported_not_raised() -> None:
-    findings = await check_platform(create_platform("newscale", PlatformOptions()))
+    with trio.socket.socket() as probe:  # a port nobody listens on
+        await probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    findings = await check_platform(
+        create_platform("pathfinder-mpm", PlatformOptions(mpm_port=port))
+    )
     assert len(findings) == 1
     assert not findings[0].ok
-    assert "--port" in findings[0].text
+    assert str(port) in findings[0].text
 
 
 def test_missing_and_non_serial_devices_are_named(tmp_path: Path) -> None:
