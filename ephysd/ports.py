@@ -2,9 +2,11 @@
 
 A rig PC has several USB serial adapters and their ``/dev/ttyUSB*`` numbers
 change with plug order. This lists every port, marks the ones that look like
-New Scale M3-USB-3:1-EP bridges (Silicon Labs CP210x, VID 0x10C4 PID 0xEA60)
-and Arduino e-stop buttons, and shows a stable name to put in the
-configuration instead (``/dev/newscale-<serial>`` from our udev rule, or
+New Scale M3-USB-3:1-EP bridges (Silicon Labs CP210x, VID 0x10C4 PID 0xEA60),
+Sutter ROE-200s of MPC-200 / MPC-325 controllers (USB 1342:0001) and Arduino
+e-stop buttons, and shows a stable name to put in the
+configuration instead (``/dev/newscale-<serial>`` or ``/dev/sutter-<serial>``
+from our udev rules, or
 udev's ``/dev/serial/by-id/...``).
 """
 
@@ -19,15 +21,21 @@ from pathlib import Path
 from typing import Protocol
 
 NEWSCALE_BRIDGE_IDS = frozenset({(0x10C4, 0xEA60)})
+SUTTER_ROE_IDS = frozenset({(0x1342, 0x0001)})
 ARDUINO_VIDS = frozenset({0x2341, 0x2A03})
 BY_ID_DIR = Path("/dev/serial/by-id")
 # Where stable names live: systemd/99-ephysd-newscale.rules' /dev/newscale-<serial>
 # first (short, and says what it is), then udev's standard by-id links.
-STABLE_LINKS: tuple[tuple[Path, str], ...] = ((Path("/dev"), "newscale-*"), (BY_ID_DIR, "*"))
+STABLE_LINKS: tuple[tuple[Path, str], ...] = (
+    (Path("/dev"), "newscale-*"),
+    (Path("/dev"), "sutter-*"),
+    (BY_ID_DIR, "*"),
+)
 
 
 class PortKind(enum.Enum):
     NEWSCALE_BRIDGE = "New Scale bridge"
+    SUTTER_CONTROLLER = "Sutter ROE-200 (MPC-200/325)"
     ESTOP_CANDIDATE = "Arduino (e-stop candidate)"
     OTHER = "-"
 
@@ -57,6 +65,8 @@ class PortEntry:
 def classify(port: PortLike) -> PortKind:
     if port.vid is not None and (port.vid, port.pid) in NEWSCALE_BRIDGE_IDS:
         return PortKind.NEWSCALE_BRIDGE
+    if port.vid is not None and (port.vid, port.pid) in SUTTER_ROE_IDS:
+        return PortKind.SUTTER_CONTROLLER
     text = " ".join(s for s in (port.description, port.manufacturer, port.product) if s)
     if (port.vid is not None and port.vid in ARDUINO_VIDS) or "arduino" in text.lower():
         return PortKind.ESTOP_CANDIDATE
@@ -93,7 +103,12 @@ def describe(ports: Iterable[PortLike], by_id: dict[str, str] | None = None) -> 
                 stable_name=by_id.get(os.path.realpath(port.device)),
             )
         )
-    order = {PortKind.NEWSCALE_BRIDGE: 0, PortKind.ESTOP_CANDIDATE: 1, PortKind.OTHER: 2}
+    order = {
+        PortKind.NEWSCALE_BRIDGE: 0,
+        PortKind.SUTTER_CONTROLLER: 0,
+        PortKind.ESTOP_CANDIDATE: 1,
+        PortKind.OTHER: 2,
+    }
     return sorted(entries, key=lambda e: (order[e.kind], e.device))
 
 
@@ -129,7 +144,10 @@ def main(argv: Sequence[str] = ()) -> int:
     """Entry point of ``ephysd ports``; prints the table, exit status 0."""
     argparse.ArgumentParser(
         prog="ephysd ports",
-        description="List serial ports, marking New Scale bridges and Arduino e-stop buttons.",
+        description=(
+            "List serial ports, marking New Scale bridges, Sutter ROE-200s and Arduino"
+            " e-stop buttons."
+        ),
     ).parse_args(list(argv))
     print(format_table(describe(system_ports())))
     return 0
