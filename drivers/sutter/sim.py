@@ -105,7 +105,7 @@ class SutterSim(PtyDevice):
         self.drives = drives
         self.firmware = firmware
         self.positions: dict[int, USteps] = {d: start for d in drives}
-        self.active = user_drive if user_drive is not None else drives[0]
+        self.active = user_drive or (drives[0] if drives else 1)
         self.received: list[Received] = []
         self.moves: list[SimMove] = []
         self.interrupts: list[float] = []
@@ -213,7 +213,7 @@ class SutterSim(PtyDevice):
         if command == b"K":
             return encode_firmware(self.active, *self.firmware)
         if command == b"C":
-            return encode_position(self.active, self.positions[self.active])
+            return encode_position(self.active, self.positions.get(self.active, (0, 0, 0)))
         if command in (b"F", b"O", INTERRUPT):
             if command == INTERRUPT:
                 self.interrupts.append(trio.current_time())

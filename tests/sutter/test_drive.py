@@ -1,4 +1,4 @@
-"""Sutter drives through their bus and a simulated controller on a pty: axes, speeds, moves, stops."""
+"""Sutter drives through their bus and a simulated controller on a pty: axes, speeds, stops."""
 
 from __future__ import annotations
 

@@ -1,0 +1,122 @@
+"""The simulator as a referee: it must catch the violations the tests assert never happen."""
+
+from __future__ import annotations
+
+import functools
+import os
+import struct
+import subprocess
+import sys
+import tty
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from drivers.base import PlatformOptions
+from drivers.sutter.codec import encode_position, move_body
+from drivers.sutter.sim import SutterSim
+from tests.newscale.test_sim_cli import read_line
+from tests.sutter.conftest import open_drives
+
+
+@pytest.fixture
+async def port(sim: SutterSim) -> AsyncIterator[trio.lowlevel.FdStream]:
+    fd = os.open(sim.path, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    async with trio.lowlevel.FdStream(fd) as stream:
+        yield stream
+
+
+async def receive(stream: trio.lowlevel.FdStream, count: int) -> bytes:
+    data = b""
+    with trio.fail_after(2):
+        while len(data) < count:
+            data += await stream.receive_some(count - len(data))
+    return data
+
+
+async def test_a_proper_s_move_ends_with_cr_at_the_speed_bytes_rate(
+    sim: SutterSim, port: trio.lowlevel.FdStream
+) -> None:
+    await port.send_all(b"S")
+    await trio.sleep(0.035)
+    start = trio.current_time()
+    await port.send_all(move_body(15, (200000 + 1300 * 16 // 5, 200000, 200000)))  # 0.26 mm
+    assert await receive(port, 1) == b"\r"
+    assert trio.current_time() - start >= 0.2 - 0.01  # 260 um at 1300 um/s
+    await port.send_all(b"C")
+    assert await receive(port, 14) == encode_position(1, (204160, 200000, 200000))
+    assert sim.violations == []
+
+
+async def test_bytes_during_a_move_a_hasty_s_and_a_negative_target_are_violations(
+    sim: SutterSim, port: trio.lowlevel.FdStream
+) -> None:
+    await port.send_all(b"S" + move_body(0, (0, 200000, 200000)))  # no pause
+    await trio.sleep(0.05)
+    await port.send_all(b"C")  # during the move
+    await port.send_all(b"\x03")
+    assert await receive(port, 1) == b"\r"
+    assert sim.moving is None
+    await port.send_all(b"S")
+    await trio.sleep(0.035)
+    await port.send_all(b"\x00" + struct.pack("<iii", -5, 0, 0))
+    assert await receive(port, 1) == b"\r"
+    assert len(sim.violations) == 3, sim.violations
+    assert "after S" in sim.violations[0]
+    assert "during a move" in sim.violations[1]
+    assert "negative" in sim.violations[2]
+
+
+async def test_a_scripted_session_on_two_drives_breaks_no_rule(
+    sim: SutterSim, nursery: trio.Nursery
+) -> None:
+    _, (one, two) = await open_drives(nursery, PlatformOptions(serial_ports=(sim.path,)))
+    async with trio.open_nursery() as session:
+        session.start_soon(one.move_depth, 13.0, 1.0)
+        session.start_soon(two.move_to, (12.0, 12.2, 12.4, 0.0), 0.3)
+        for _ in range(10):
+            await one.position()
+            await two.position()
+            await trio.sleep(0.05)
+        await one.halt()  # a stop while both move
+        await two.halt()
+    with trio.move_on_after(0.6):
+        await two.move_depth(12.0, 0.02)  # stepped, then stopped
+    await one.move_depth(12.5, 2.0)
+    assert len(sim.commands(b"S")) >= 4
+    assert sim.interrupts
+    assert sim.violations == []
+
+
+async def test_the_simulator_process_prints_its_pty_and_obeys_stdin(tmp_path: Path) -> None:
+    link = tmp_path / "sutter-sim"
+    async with trio.open_nursery() as nursery:
+        run_sim = functools.partial(
+            trio.run_process,
+            [sys.executable, "-m", "drivers.sutter.sim", "--link", str(link), "--drives", "1,4"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            check=False,
+        )
+        process: trio.Process = await nursery.start(run_sim)
+        assert process.stdin is not None and process.stdout is not None
+        buf = bytearray()
+        assert await read_line(process.stdout, buf) == f"PTY {link}"
+        async with trio.open_nursery() as inner:
+            _, drives = await open_drives(inner, PlatformOptions(serial_ports=(str(link),)))
+            assert [d.id for d in drives] == ["1", "4"]
+            assert await drives[1].position() == pytest.approx((12.5, 12.5, 12.5, 12.5))
+            inner.cancel_scope.cancel()
+        await process.stdin.send_all(b"violations\n")
+        assert await read_line(process.stdout, buf) == "VIOLATIONS 0"
+        await process.stdin.send_all(b"close\n")
+        await trio.sleep(0.2)
+        assert not link.exists()
+        await process.stdin.send_all(b"reopen\n")
+        assert await read_line(process.stdout, buf) == f"PTY {link}"
+        await process.stdin.send_all(b"quit\n")
+        with trio.fail_after(5):
+            assert await process.wait() == 0
