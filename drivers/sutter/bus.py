@@ -230,6 +230,8 @@ class SutterBus:
         self._stopping: list[Interrupt] = []
         """Stops of the moving drive, answered once its ^C is out and answered."""
         self._interruptible: trio.CancelScope | None = None
+        self._segment_due = False
+        """A round of reads was served: the oldest queued segment goes next."""
 
     @property
     def online(self) -> bool:
@@ -353,10 +355,12 @@ class SutterBus:
                 continue
             self._take_arrivals()
             try:
-                if self._reads:
-                    await self._serve_reads()
-                elif self._segments:
+                if self._segments and (self._segment_due or not self._reads):
+                    self._segment_due = False
                     await self._run_segment(self._segments.popleft())
+                elif self._reads:
+                    self._segment_due = True  # reads never hold a queued segment back twice
+                    await self._serve_reads()
                 else:
                     await self._idle()
             except DeviceLost as exc:

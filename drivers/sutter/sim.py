@@ -133,6 +133,11 @@ class SutterSim(PtyDevice):
     def moving(self) -> int | None:
         return self.motion.drive if self.motion is not None else None
 
+    @property
+    def awaiting_move_body(self) -> bool:
+        """``S`` came and the rest of its packet has not (the manual's pause)."""
+        return self._command == b"S"
+
     def commands(self, command: bytes) -> list[Received]:
         return [r for r in self.received if r.command[:1] == command]
 

@@ -204,3 +204,41 @@ async def test_the_users_roe_drive_is_active_again_after_work_on_another_drive(
     await drives[1].position()
     await trio.sleep(RESTORE_AFTER_S + 0.3)
     assert sim.active == 1  # ephysd learnt the new choice and gave it back
+
+
+async def test_a_stop_in_the_pause_inside_s_completes_the_packet_in_place_so_nothing_moves(
+    sim: SutterSim, drives: list[SutterDrive]
+) -> None:
+    async with trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+
+        async def move() -> None:
+            with scope:
+                await drives[0].move_depth(20.0, 1.0)
+
+        nursery.start_soon(move)
+        with trio.fail_after(2):
+            while not sim.awaiting_move_body:  # noqa: ASYNC110
+                await trio.sleep(0.001)
+        scope.cancel()
+        await drives[0].halt()
+    assert sim.moves[-1].target == um(12500, 12500, 12500)  # its own position: no motion
+    assert sim.position(1) == um(12500, 12500, 12500)
+    assert len(sim.interrupts) == 1  # and ^C right after, in case it had been nudged
+    assert sim.violations == []
+
+
+async def test_drives_polled_without_pause_never_starve_a_move(
+    sim: SutterSim, drives: list[SutterDrive]
+) -> None:
+    async def hammer(drive: SutterDrive) -> None:
+        while True:
+            await drive.position()
+
+    async with trio.open_nursery() as nursery:
+        for drive in drives:
+            nursery.start_soon(hammer, drive)
+        with trio.fail_after(10):
+            assert await drives[0].move_depth(13.0, 1.0) == pytest.approx(13.0, abs=0.001)
+        nursery.cancel_scope.cancel()
+    assert sim.violations == []
