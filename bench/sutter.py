@@ -156,7 +156,8 @@ async def _stop_loop(
     }
     rng = random.Random(15)
     for i in range(stops):
-        target = START_W + 4.0 if i % 2 == 0 else START_W - 4.0
+        here_mm = sim.position(1)[0] / 16000  # w is the native x axis
+        target = START_W - 4.0 if here_mm > START_W else START_W + 4.0  # at least 4 mm away
         request = json.dumps({"ManipulatorId": "1", "Depth": target, "Speed": 1.0})
         move = await client.send("set_depth", request)
         await trio.sleep(0.1 + rng.random() * 0.6)
