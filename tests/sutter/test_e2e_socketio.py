@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from tests.newscale.test_e2e_socketio import CLIENT, LISTENING, Client, Lines, _
 
 
 @asynccontextmanager
-async def rig(tmp_path: Path) -> AsyncIterator[tuple[list[SutterSim], Client]]:
+async def rig(tmp_path: Path) -> AsyncIterator[tuple[list[SutterSim], Client, trio.Process]]:
     sims = [SutterSim(link=str(tmp_path / f"sutter-{i}"), drives=(1, 2)) for i in (1, 2)]
     async with trio.open_nursery() as nursery:
         for sim in sims:
@@ -53,7 +54,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[list[SutterSim], Client]]:
         client = Client(client_process)
         await client.lines.until(re.compile(rb'"connected"'))
         try:
-            yield sims, client
+            yield sims, client, daemon
         finally:
             client_process.kill()
             daemon.terminate()
@@ -80,7 +81,7 @@ async def position(client: Client, manipulator: str) -> dict[str, float]:
 async def test_two_drives_move_while_every_drive_reads_and_stops_end_the_moves(
     tmp_path: Path,
 ) -> None:
-    async with rig(tmp_path) as (sims, client):
+    async with rig(tmp_path) as (sims, client, _):
         listed = json.loads(await client.call("get_manipulators", None))
         assert listed["Manipulators"] == ["left-1", "left-2", "right-1", "right-2"]
         info = json.loads(await client.call("get_platform_info", None))
@@ -133,7 +134,7 @@ async def test_two_drives_move_while_every_drive_reads_and_stops_end_the_moves(
 async def test_a_pulled_cable_takes_that_controllers_drives_offline_and_they_come_back(
     tmp_path: Path,
 ) -> None:
-    async with rig(tmp_path) as (sims, client):
+    async with rig(tmp_path) as (sims, client, _):
         long_move = await client.send("set_depth", depth("left-1", 20.0, 1.0))
         await trio.sleep(0.3)
         sims[0].close_device()
@@ -151,4 +152,22 @@ async def test_a_pulled_cable_takes_that_controllers_drives_offline_and_they_com
                     await trio.sleep(0.1)
         back = json.loads(await client.call("set_depth", depth("left-1", 12.0, 2.0)))
         assert back == {"Depth": pytest.approx(12.0, abs=0.001), "Error": ""}
+        assert sims[0].violations == [] and sims[1].violations == []
+
+
+async def test_the_e_stop_signal_stops_every_drive_of_every_controller(tmp_path: Path) -> None:
+    async with rig(tmp_path) as (sims, client, daemon):
+        moves = [
+            await client.send("set_depth", depth(m, 20.0, 1.0))
+            for m in ("left-1", "left-2", "right-1", "right-2")
+        ]
+        await trio.sleep(0.8)
+        daemon.send_signal(signal.SIGUSR1)
+        for request in moves:
+            stopped = json.loads((await client.answer(request))["answer"])
+            assert "did not reach target depth" in stopped["Error"]
+        frozen = [sim.position(d) for sim in sims for d in (1, 2)]
+        await trio.sleep(0.6)
+        assert [sim.position(d) for sim in sims for d in (1, 2)] == frozen
+        assert all(sim.moving is None for sim in sims)
         assert sims[0].violations == [] and sims[1].violations == []
