@@ -256,6 +256,8 @@ class SutterBus:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                 await self._shut_down()
+            self._work.close()  # later requests fail at once instead of waiting out a deadline
+            self._stops.close()
 
     async def _shut_down(self) -> None:
         if self.link.is_open:
