@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -22,6 +23,21 @@ def um(*values: float) -> tuple[int, int, int]:
 
 def usteps(micrometres: float) -> int:
     return round(micrometres * 16)
+
+
+async def move_and_stop(drive: SutterDrive, moment: Callable[[], Awaitable[None]]) -> None:
+    """A long move, stopped at ``moment`` the way the actor stops it: cancel, then halt."""
+    async with trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+
+        async def move() -> None:
+            with scope:
+                await drive.move_depth(20.0, 1.0)
+
+        nursery.start_soon(move)
+        await moment()
+        scope.cancel()
+        await drive.halt()
 
 
 async def test_start_up_finds_the_connected_drives_and_logs_the_firmware(
@@ -157,17 +173,10 @@ async def test_reads_of_both_drives_are_served_while_one_moves_and_show_it_movin
 async def test_stop_interrupts_the_move_with_ctrl_c_and_leaves_the_drive_short_of_its_target(
     sim: SutterSim, drives: list[SutterDrive]
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        scope = trio.CancelScope()
-
-        async def move() -> None:
-            with scope:
-                await drives[0].move_depth(20.0, 1.0)
-
-        nursery.start_soon(move)
+    async def when_stopped() -> None:
         await trio.sleep(0.4)
-        scope.cancel()  # what the actor does on stop
-        await drives[0].halt()
+
+    await move_and_stop(drives[0], when_stopped)
     assert len(sim.interrupts) == 1
     assert sim.moving is None
     x = sim.position(1)[0]
@@ -209,19 +218,12 @@ async def test_the_users_roe_drive_is_active_again_after_work_on_another_drive(
 async def test_a_stop_in_the_pause_inside_s_completes_the_packet_in_place_so_nothing_moves(
     sim: SutterSim, drives: list[SutterDrive]
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        scope = trio.CancelScope()
-
-        async def move() -> None:
-            with scope:
-                await drives[0].move_depth(20.0, 1.0)
-
-        nursery.start_soon(move)
+    async def in_the_pause() -> None:
         with trio.fail_after(2):
             while not sim.awaiting_move_body:  # noqa: ASYNC110
                 await trio.sleep(0.001)
-        scope.cancel()
-        await drives[0].halt()
+
+    await move_and_stop(drives[0], in_the_pause)
     assert sim.moves[-1].target == um(12500, 12500, 12500)  # its own position: no motion
     assert sim.position(1) == um(12500, 12500, 12500)
     assert len(sim.interrupts) == 1  # and ^C right after, in case it had been nudged

@@ -78,6 +78,14 @@ async def position(client: Client, manipulator: str) -> dict[str, float]:
     return position
 
 
+async def assert_every_drive_stays_still(sims: list[SutterSim]) -> None:
+    frozen = [sim.position(d) for sim in sims for d in (1, 2)]
+    await trio.sleep(0.6)
+    assert [sim.position(d) for sim in sims for d in (1, 2)] == frozen
+    assert all(sim.moving is None for sim in sims)
+    assert sims[0].violations == [] and sims[1].violations == []
+
+
 async def test_two_drives_move_while_every_drive_reads_and_stops_end_the_moves(
     tmp_path: Path,
 ) -> None:
@@ -123,11 +131,7 @@ async def test_two_drives_move_while_every_drive_reads_and_stops_end_the_moves(
         for request in moves:
             stopped = json.loads((await client.answer(request))["answer"])
             assert "did not reach target depth" in stopped["Error"]
-        frozen = [sim.position(d) for sim in sims for d in (1, 2)]
-        await trio.sleep(0.6)
-        assert [sim.position(d) for sim in sims for d in (1, 2)] == frozen
-        assert all(sim.moving is None for sim in sims)
-        assert sims[0].violations == [] and sims[1].violations == []
+        await assert_every_drive_stays_still(sims)
         assert all(m.speed_byte is not None for sim in sims for m in sim.moves)  # never M
 
 
@@ -166,8 +170,4 @@ async def test_the_e_stop_signal_stops_every_drive_of_every_controller(tmp_path:
         for request in moves:
             stopped = json.loads((await client.answer(request))["answer"])
             assert "did not reach target depth" in stopped["Error"]
-        frozen = [sim.position(d) for sim in sims for d in (1, 2)]
-        await trio.sleep(0.6)
-        assert [sim.position(d) for sim in sims for d in (1, 2)] == frozen
-        assert all(sim.moving is None for sim in sims)
-        assert sims[0].violations == [] and sims[1].violations == []
+        await assert_every_drive_stays_still(sims)
