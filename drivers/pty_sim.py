@@ -38,6 +38,9 @@ class PtyDevice(abc.ABC):
         self.pty_path = ""
         self.silent = False
         self.reply_delay_s = 0.0
+        self.listening_since = 0.0
+        """When the read loop last began to wait: what ``on_data`` gets arrived after it
+        (however late a loaded machine let the simulator read it)."""
         self._drop = 0
         self._garbage = b""
         self._master = -1
@@ -156,6 +159,7 @@ class PtyDevice(abc.ABC):
     async def _serve(self) -> None:
         master = self._master
         while True:
+            self.listening_since = trio.current_time()
             await trio.lowlevel.wait_readable(master)
             try:
                 data = os.read(master, 4096)

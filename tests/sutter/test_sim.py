@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -64,10 +65,17 @@ async def test_bytes_during_a_move_a_hasty_s_and_a_negative_target_are_violation
     await trio.sleep(0.035)
     await port.send_all(b"\x00" + struct.pack("<iii", -5, 0, 0))
     assert await receive(port, 1) == b"\r"
-    assert len(sim.violations) == 3, sim.violations
-    assert "after S" in sim.violations[0]
+    await port.send_all(b"C")  # the simulator reads this, then waits: S comes after that
+    await receive(port, 14)
+    await port.send_all(b"S")
+    await trio.sleep(0.01)  # a pause, but too short
+    await port.send_all(move_body(0, (200000, 200000, 200000)))
+    await trio.sleep(0.05)
+    assert len(sim.violations) == 4, sim.violations
+    assert "S packet written at once" in sim.violations[0]
     assert "during a move" in sim.violations[1]
     assert "negative" in sim.violations[2]
+    assert re.fullmatch(r"S body at most \d+\.\d ms after S \(< 30 ms\)", sim.violations[3])
 
 
 async def test_a_scripted_session_on_two_drives_breaks_no_rule(
