@@ -395,7 +395,12 @@ class SutterBus:
         with trio.move_on_after(RESTORE_AFTER_S):
             self._accept(await self._work.receive())
             return
-        await self._restore_user_drive()
+        try:
+            await self._restore_user_drive()
+        except DeviceLost:
+            raise
+        except DeviceError as exc:  # a drive unplugged from the controller, say
+            log.warning("%s: could not give the ROE-200 its drive back: %s", self.device, exc)
         self._accept(await self._work.receive())
         self._active = None  # the user may have turned to another drive meanwhile
 

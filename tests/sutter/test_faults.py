@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from drivers.base import DeviceError, DeviceLost, PlatformOptions
+from drivers.sutter.bus import RESTORE_AFTER_S
 from drivers.sutter.drive import SutterDrive
 from drivers.sutter.platform import SutterPlatform
 from drivers.sutter.sim import SutterSim
@@ -124,3 +125,15 @@ async def test_stop_all_through_the_actors_stops_every_drive_of_every_controller
         for sim in sims:
             assert len(sim.commands(b"S")) >= 2  # both drives of each controller had moved
             assert sim.violations == []
+
+
+async def test_a_roe_drive_that_cannot_be_selected_again_is_logged_and_the_bus_serves_on(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = SutterSim(drives=(1, 2), user_drive=3)  # the knob is on a drive that is not connected
+    await nursery.start(sim.run)
+    _, (one, two) = await open_drives(nursery, PlatformOptions(serial_ports=(sim.path,)))
+    await one.position()
+    await trio.sleep(RESTORE_AFTER_S + 0.3)
+    assert "could not give the ROE-200 its drive back" in caplog.text
+    assert await two.position() == pytest.approx((12.5, 12.5, 12.5, 12.5))
