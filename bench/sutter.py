@@ -18,12 +18,13 @@ WebSocket in the bench process. ``set_depth`` starts a long move on drive 1
 and ``stop`` is sent at a random moment; the figure is from just before the
 ``stop`` frame is written by the client to the simulator reading ^C (same
 clock). Stops are split by what the drive was doing when the stop was sent:
-in motion (the 5 ms target), resting in the 35 ms pause inside an ``S``
-packet (the packet is completed with the drive's own position, so it never
-starts, and ^C follows the pause), resting between two segments (no byte
-is needed), or in motion but with its segment ending by itself before the
-stop reached the bus (no byte needed either). For every stop the distance
-the drive travelled after the stop was sent is checked too.
+in motion (the 5 ms target); at rest but with ^C still sent (the stop came
+in the 35 ms pause inside an ``S`` packet, which is then completed with the
+drive's own position and followed by ^C, or just as the next segment began);
+at rest between two segments (no byte is needed); or in motion but with its
+segment ending by itself before the stop reached the bus (no byte either).
+For every stop the distance the drive travelled after the stop was sent is
+checked too.
 """
 
 from __future__ import annotations
@@ -150,12 +151,12 @@ async def _stop_loop(
 ) -> dict[str, list[tuple[float | None, float]]]:
     results: dict[str, list[tuple[float | None, float]]] = {
         "in motion": [],
-        "in the S pause": [],
+        "at rest, ^C still sent": [],
         "between segments": [],
         "as a segment ended by itself": [],
     }
     rng = random.Random(15)
-    for i in range(stops):
+    for _ in range(stops):
         here_mm = sim.position(1)[0] / 16000  # w is the native x axis
         target = START_W - 4.0 if here_mm > START_W else START_W + 4.0  # at least 4 mm away
         request = json.dumps({"ManipulatorId": "1", "Depth": target, "Speed": 1.0})
@@ -178,7 +179,7 @@ async def _stop_loop(
         elif in_motion:
             results["in motion"].append((latency, travelled_um))
         elif latency is not None:
-            results["in the S pause"].append((latency, travelled_um))
+            results["at rest, ^C still sent"].append((latency, travelled_um))
         else:
             results["between segments"].append((None, travelled_um))
     return results
