@@ -410,7 +410,9 @@ class SutterBus:
             log.debug("%s: drive %d is active again", self.device, self._user_drive)
 
     async def _serve_reads(self) -> None:
-        for drive in list(self._reads):
+        # The active drive first: its read needs no ``I``, and the last one read stays
+        # active for the next round, so two drives polled together cost 3 transactions, not 4.
+        for drive in sorted(self._reads, key=lambda d: d != self._active):
             readers = self._reads.pop(drive)
             try:
                 position = await self._read(drive)
