@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from ephysd.security import DEFAULT_BURST, DEFAULT_RATE_PER_S
+
 DEFAULT_PORT = 3000
 DEFAULT_PROXY_ADDRESS = "proxy2.virtualbrainlab.org"
 
@@ -29,9 +31,10 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_connections: int = 16
     # Largest message or HTTP body accepted from a client, in bytes.
     max_payload: int = 65536
-    # Requests per second per connection, sustained and burst; stops are never limited.
-    rate: float = 1000.0
-    burst: float = 1000.0
+    # The controller's request budget: requests per second, sustained and saved
+    # up. A client over it is slowed down, never refused; stops never wait.
+    rate: float = DEFAULT_RATE_PER_S
+    burst: float = DEFAULT_BURST
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

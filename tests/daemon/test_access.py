@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +22,7 @@ async def test_a_configured_token_is_required(kind: str) -> None:
         accepted = await run_client(
             kind, url, [["connect", None, {"token": "s3cret-token"}], ["call", "get_version"]]
         )
-        assert accepted[1] == "2.3.0"
+        assert accepted[1] == "2.3.6"
 
 
 async def test_a_web_page_from_a_foreign_origin_is_refused() -> None:
@@ -40,21 +42,23 @@ async def test_a_web_page_from_a_foreign_origin_is_refused() -> None:
         assert good[1] == ""
 
 
-async def test_request_rate_is_limited_but_stop_always_passes() -> None:
-    async with running_daemon(limits=Limits(rate=0.5, burst=2)) as daemon:
-        results = await run_client(
-            "python",
-            url_of(daemon),
-            [
-                ["connect"],
-                ["call", "get_version"],
-                ["call", "get_version"],
-                ["call", "get_version"],
-                ["call", "stop", "0"],
-                ["call", "stop_all"],
-            ],
-        )
-    assert results[1:] == ["2.3.0", "2.3.0", '{"error": "Too many requests."}', "", ""]
+async def test_a_client_over_its_budget_is_slowed_down_not_refused_and_stops_overtake(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One request a second: of four sent at once, the last waits about 3 s.
+    caplog.set_level(logging.WARNING, logger="ephysd.security")
+    async with running_daemon(limits=Limits(rate=1, burst=1)) as daemon:
+        steps: list[list[Any]] = [["connect"]]
+        steps += [["spawn", "get_version"] for _ in range(4)]
+        steps += [["spawn", "stop", "0"], ["spawn", "stop_all"], ["join"]]
+        results = await run_client("python", url_of(daemon), steps)
+    assert "client over its request budget: 1 request(s) slowed down so far" in caplog.text
+    answers = results[1:]
+    assert sorted(a["event"] for a in answers) == ["get_version"] * 4 + ["stop", "stop_all"]
+    # Every request was served, none refused.
+    assert all(a["answer"] == ("2.3.6" if a["event"] == "get_version" else "") for a in answers)
+    # The stops, sent after the waiting reads, were answered before the last of them.
+    assert answers[-1]["event"] == "get_version"
 
 
 def test_config_file_access_and_limits_keys(tmp_path: Path) -> None:
