@@ -7,18 +7,20 @@ default cycle advances 7.5 um in 150 ms and every answer below is exact.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from drivers.base import Platform, PlatformOptions
-from drivers.fake import FakePlatform
+from drivers.base import JackhammerPattern, Platform, PlatformOptions
+from drivers.fake import ANGLES, FakeManipulator, FakePlatform
+from ephysd.actor import ActorLimits
 from ephysd.api import Api
 from ephysd.rig import open_rig
+from tests.daemon.e2e import in_background, run_client, running_daemon, url_of
 
 MALFORMED = '{"error": "Malformed request."}'
 SUCCESS = '{"success": true}'
@@ -32,18 +34,6 @@ def request(mid: str, **fields: Any) -> str:
 
 def move(mid: str, x: float, speed: float) -> str:
     return json.dumps({"ManipulatorId": mid, "Position": {"x": x}, "Speed": speed})
-
-
-async def running(
-    nursery: trio.Nursery, call: Callable[[], Awaitable[str]], answers: list[str]
-) -> None:
-    """Start ``call`` and return once it is under way."""
-
-    async def run() -> None:
-        answers.append(await call())
-
-    nursery.start_soon(run)
-    await trio.sleep(0.4)
 
 
 # --- answers, exactly as upstream 2.3.6 shapes them ---------------------------------
@@ -156,16 +146,16 @@ async def test_inside_the_brain_only_the_depth_axis_may_jackhammer(
 # --- a jackhammer is a motion: everything that ends a move ends it ------------------
 
 
+def hammering(api: Api, mid: str, **fields: Any) -> AbstractAsyncContextManager[list[str]]:
+    """A jackhammer under way for the block; the list holds its answer afterwards."""
+    return in_background(lambda: api.handle("jackhammer", [request(mid, **fields)]))
+
+
 async def test_abort_ends_a_running_closed_loop_at_once_with_no_error(
     api: Api, platform: FakePlatform
 ) -> None:
-    answers: list[str] = []
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            await running(
-                nursery, lambda: api.handle("jackhammer", [request("2", **ENDLESS)]), answers
-            )
-            assert await api.handle("abort_jackhammer", []) == SUCCESS
+    async with hammering(api, "2", **ENDLESS) as answers:
+        assert await api.handle("abort_jackhammer", []) == SUCCESS
     answer = json.loads(answers[0])
     assert answer["StopReason"] == "aborted"
     assert answer["Error"] == ""
@@ -179,12 +169,8 @@ async def test_abort_ends_a_running_closed_loop_at_once_with_no_error(
 
 
 async def test_abort_ends_an_open_loop_too_and_its_answer_says_so(api: Api) -> None:
-    answers: list[str] = []
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            call = lambda: api.handle("jackhammer", [request("3", Iterations=100)])  # noqa: E731
-            await running(nursery, call, answers)
-            assert await api.handle("abort_jackhammer", []) == SUCCESS
+    async with hammering(api, "3", Iterations=100) as answers:
+        assert await api.handle("abort_jackhammer", []) == SUCCESS
     answer = json.loads(answers[0])
     assert answer["Error"] == "Manipulator 3 jackhammer was aborted by abort_jackhammer."
     assert 0.0 < answer["Position"]["w"] < 0.75
@@ -201,11 +187,8 @@ async def test_an_abort_while_nothing_runs_leaves_the_next_closed_loop_alone(api
 
 
 async def test_abort_leaves_a_running_move_alone(api: Api) -> None:
-    answers: list[str] = []
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            await running(nursery, lambda: api.handle("set_position", [move("5", 1, 2)]), answers)
-            assert await api.handle("abort_jackhammer", []) == SUCCESS
+    async with in_background(lambda: api.handle("set_position", [move("5", 1, 2)])) as answers:
+        assert await api.handle("abort_jackhammer", []) == SUCCESS
     assert json.loads(answers[0]) == {
         "Position": {"x": 1.0, "y": 0.0, "z": 0.0, "w": 0.0},
         "Error": "",
@@ -216,13 +199,8 @@ async def test_abort_leaves_a_running_move_alone(api: Api) -> None:
 async def test_stop_and_stop_all_end_a_jackhammer_and_halt_the_device(
     api: Api, platform: FakePlatform, stop: str
 ) -> None:
-    answers: list[str] = []
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            await running(
-                nursery, lambda: api.handle("jackhammer", [request("6", **ENDLESS)]), answers
-            )
-            assert await api.handle(stop, ["6"] if stop == "stop" else []) == ""
+    async with hammering(api, "6", **ENDLESS) as answers:
+        assert await api.handle(stop, ["6"] if stop == "stop" else []) == ""
     answer = json.loads(answers[0])
     assert answer["Error"] == "Manipulator 6 jackhammer was stopped."
     assert answer["StopReason"] == "aborted"
@@ -231,38 +209,25 @@ async def test_stop_and_stop_all_end_a_jackhammer_and_halt_the_device(
 
 
 async def test_a_new_move_supersedes_a_jackhammer_and_a_jackhammer_a_move(api: Api) -> None:
-    answers: list[str] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await running(
-                nursery, lambda: api.handle("jackhammer", [request("7", **ENDLESS)]), answers
-            )
-            moved = json.loads(await api.handle("set_position", [move("7", 0.5, 100)]))
-            assert moved["Error"] == ""
+    async with hammering(api, "7", **ENDLESS) as answers:
+        moved = json.loads(await api.handle("set_position", [move("7", 0.5, 100)]))
+        assert moved["Error"] == ""
     assert json.loads(answers[0])["Error"] == (
         "Manipulator 7 jackhammer was superseded by a newer set_position or set_depth request."
     )
-    answers.clear()
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await running(nursery, lambda: api.handle("set_position", [move("7", 10, 1)]), answers)
-            done = json.loads(await api.handle("jackhammer", [request("7", Iterations=1)]))
-            assert done["Error"] == ""
+    async with in_background(lambda: api.handle("set_position", [move("7", 10, 1)])) as answers:
+        done = json.loads(await api.handle("jackhammer", [request("7", Iterations=1)]))
+        assert done["Error"] == ""
     assert json.loads(answers[0])["Error"] == (
         "Manipulator 7 move was superseded by a newer jackhammer request."
     )
 
 
 async def test_a_second_jackhammer_supersedes_the_first(api: Api) -> None:
-    answers: list[str] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await running(
-                nursery, lambda: api.handle("jackhammer", [request("0", **ENDLESS)]), answers
-            )
-            second = json.loads(
-                await api.handle("jackhammer", [request("0", ClosedLoop=True, TargetUm=1)])
-            )
+    async with hammering(api, "0", **ENDLESS) as answers:
+        second = json.loads(
+            await api.handle("jackhammer", [request("0", ClosedLoop=True, TargetUm=1)])
+        )
     assert second["StopReason"] == "target_reached"
     first = json.loads(answers[0])
     assert first["StopReason"] == "aborted"
@@ -272,19 +237,63 @@ async def test_a_second_jackhammer_supersedes_the_first(api: Api) -> None:
 async def test_a_device_lost_mid_jackhammer_ends_it_with_the_error(
     api: Api, platform: FakePlatform
 ) -> None:
-    answers: list[str] = []
     fake = platform.manipulators[1]
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            await running(
-                nursery, lambda: api.handle("jackhammer", [request("1", **ENDLESS)]), answers
-            )
-            fake.unplug()
+    async with hammering(api, "1", **ENDLESS) as answers:
+        fake.unplug()
     answer = json.loads(answers[0])
     assert answer["Position"] == {"x": 0, "y": 0, "z": 0, "w": 0}
     assert answer["Error"].startswith("DeviceLost: ")
     assert "StopReason" not in answer
     fake.replug()
+
+
+async def test_the_e_stop_ends_a_jackhammer_and_halts_the_device() -> None:
+    platform = FakePlatform()
+    async with running_daemon(platform) as daemon:
+        assert daemon.api is not None
+        async with hammering(daemon.api, "3", **ENDLESS) as answers:
+            await daemon.emergency_stop("STOP")
+    assert json.loads(answers[0])["Error"] == "Manipulator 3 jackhammer was stopped."
+    assert platform.manipulators[3].halts >= 1
+
+
+async def test_the_controller_leaving_ends_its_jackhammer_and_halts_the_device() -> None:
+    platform = FakePlatform()
+    async with running_daemon(platform) as daemon:
+        steps = [["connect"], ["start", "jackhammer", request("2", **ENDLESS)], ["disconnect"]]
+        await run_client("python", url_of(daemon), steps)
+        assert daemon.policy is not None
+        with trio.fail_after(5):
+            await daemon.policy.wait_until_free()
+        fake = platform.manipulators[2]
+        assert fake.halts >= 1
+        stopped_at = (await fake.position())[3]
+        await trio.sleep(0.1)
+        assert (await fake.position())[3] == stopped_at
+
+
+class StuckJackhammer(FakeManipulator):
+    """Starts a jackhammer and never finishes it."""
+
+    async def jackhammer(self, axis: int, cycles: int, pattern: JackhammerPattern) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.halts += 1
+
+
+async def test_a_jackhammer_that_never_ends_is_bounded_and_halted() -> None:
+    platform = FakePlatform(count=1)
+    stuck = platform.manipulators[0] = StuckJackhammer("0", ANGLES[0])
+    limits = ActorLimits(move_slack_s=0.3, jackhammer_cycle_slack_s=0.1, jackhammer_settle_s=0.0)
+    async with open_rig(platform, limits) as rig:
+        api = Api(rig, "1a2b3c4d")
+        with trio.fail_after(5):
+            answer = json.loads(await api.handle("jackhammer", [request("0", Iterations=1)]))
+    assert answer["Error"].startswith(
+        "DeviceTimeout: Manipulator 0 did not answer the end of a jackhammer within"
+    )
+    assert stuck.halts == 1
 
 
 # --- platforms whose hardware cannot jackhammer --------------------------------------

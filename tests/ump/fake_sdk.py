@@ -59,27 +59,30 @@ def um_os_error(oserrno: int) -> FakeUMError:
     return FakeUMError(f"UM OS Error {oserrno:d}: {os.strerror(oserrno)}", None, oserrno)
 
 
-class FakeMoveRequest:
-    """Mimics sensapex.MoveRequest: finished / interrupted / interrupt_reason / last_pos."""
+class FakeMotion:
+    """What a controller is doing for one command, started now from where the
+    device is: it can be interrupted (a stop, another command), which freezes it."""
 
-    def __init__(self, device: FakeSensapexDevice, target: Sequence[float], speed: float) -> None:
+    def __init__(self, device: FakeSensapexDevice) -> None:
         self._device = device
         self.start = device.position_now()
-        self.target = [float(v) for v in target]
-        self.speed = float(speed)
         self.t0 = time.monotonic()
         self.interrupted = False
         self.interrupt_reason: str | None = None
         self._stopped_at: list[float] | None = None
 
+    def moving_position(self, now: float) -> list[float]:
+        """Where the motion has got to at ``now`` if nothing interrupted it."""
+        raise NotImplementedError
+
+    def done(self, now: float) -> bool:
+        """Whether an uninterrupted motion is over at ``now``."""
+        raise NotImplementedError
+
     def position_at(self, now: float) -> list[float]:
         if self._stopped_at is not None:
             return list(self._stopped_at)
-        distance = max(abs(b - a) for a, b in zip(self.start, self.target, strict=True))
-        if distance == 0 or self.speed <= 0:
-            return list(self.target)
-        fraction = min(1.0, self.speed * (now - self.t0) / distance)
-        return [a + (b - a) * fraction for a, b in zip(self.start, self.target, strict=True)]
+        return self.moving_position(now)
 
     def interrupt(self, reason: str) -> None:
         self._stopped_at = self.position_at(time.monotonic())
@@ -88,11 +91,30 @@ class FakeMoveRequest:
 
     @property
     def finished(self) -> bool:
-        if self._device.failure is not None and not self.interrupted:
+        return self.interrupted or self.done(time.monotonic())
+
+
+class FakeMoveRequest(FakeMotion):
+    """Mimics sensapex.MoveRequest: finished / interrupted / interrupt_reason / last_pos."""
+
+    def __init__(self, device: FakeSensapexDevice, target: Sequence[float], speed: float) -> None:
+        super().__init__(device)
+        self.target = [float(v) for v in target]
+        self.speed = float(speed)
+
+    def moving_position(self, now: float) -> list[float]:
+        distance = max(abs(b - a) for a, b in zip(self.start, self.target, strict=True))
+        if distance == 0 or self.speed <= 0:
+            return list(self.target)
+        fraction = min(1.0, self.speed * (now - self.t0) / distance)
+        return [a + (b - a) * fraction for a, b in zip(self.start, self.target, strict=True)]
+
+    def done(self, now: float) -> bool:
+        if self._device.failure is not None:
             # The real SDK learns a move ended from the controller's status
             # packets: from a controller that went silent, it never does.
             return False
-        return self.interrupted or self.position_at(time.monotonic()) == self.target
+        return self.position_at(now) == self.target
 
     @property
     def last_pos(self) -> list[float] | None:
@@ -105,12 +127,8 @@ JACKHAMMER_UM_PER_THRUST = 0.1
 """How far one step moves per percent of thrust."""
 
 
-class FakeJackhammerRun:
-    """One um_take_jackhammer_step command being stepped by the controller.
-
-    Shaped like FakeMoveRequest (position_at, finished, interrupt), so the
-    device treats it as its current motion: a stop or a new move interrupts it.
-    """
+class FakeJackhammerRun(FakeMotion):
+    """One um_take_jackhammer_step command being stepped by the controller."""
 
     def __init__(
         self,
@@ -119,15 +137,10 @@ class FakeJackhammerRun:
         cycles: int,
         phases: tuple[tuple[int, int], tuple[int, int]],
     ) -> None:
-        self._device = device
-        self.start = device.position_now()
+        super().__init__(device)
         self.axis = axis
         self.phases = phases
         self.steps = cycles * (phases[0][0] + phases[1][0])
-        self.t0 = time.monotonic()
-        self.interrupted = False
-        self.interrupt_reason: str | None = None
-        self._stopped_at: list[float] | None = None
 
     def _thrust_after(self, steps: int) -> int:
         (steps1, thrust1), (steps2, thrust2) = self.phases
@@ -138,24 +151,17 @@ class FakeJackhammerRun:
         total = cycles * (steps1 * thrust1 + steps2 * thrust2)
         return total + min(rest, steps1) * thrust1 + max(0, rest - steps1) * thrust2
 
-    def steps_done(self, now: float) -> int:
+    def _steps_done(self, now: float) -> int:
         return min(self.steps, int((now - self.t0) / JACKHAMMER_STEP_S))
 
-    def position_at(self, now: float) -> list[float]:
-        if self._stopped_at is not None:
-            return list(self._stopped_at)
+    def moving_position(self, now: float) -> list[float]:
         position = list(self.start)
-        position[self.axis] += self._thrust_after(self.steps_done(now)) * JACKHAMMER_UM_PER_THRUST
+        thrust = self._thrust_after(self._steps_done(now))
+        position[self.axis] += thrust * JACKHAMMER_UM_PER_THRUST
         return position
 
-    def interrupt(self, reason: str) -> None:
-        self._stopped_at = self.position_at(time.monotonic())
-        self.interrupted = True
-        self.interrupt_reason = reason
-
-    @property
-    def finished(self) -> bool:
-        return self.interrupted or self.steps_done(time.monotonic()) == self.steps
+    def done(self, now: float) -> bool:
+        return self._steps_done(now) == self.steps
 
 
 class FakeSensapexDevice:
@@ -164,7 +170,7 @@ class FakeSensapexDevice:
         self.dev_id = dev_id
         self.axes = axes
         self.resting = [10_000.0] * axes
-        self.move: FakeMoveRequest | FakeJackhammerRun | None = None
+        self.move: FakeMotion | None = None
         self.failure: FakeUMError | None = None
         """When set, every call raises it (see ``unplug``)."""
 

@@ -20,6 +20,7 @@ from drivers.base import JackhammerPattern, NotSupported
 from drivers.ump import UmpPlatform
 from ephysd.api import Api
 from ephysd.rig import open_rig
+from tests.daemon.e2e import in_background
 from tests.ump.fake_sdk import FakeSensapexSDK
 
 DEFAULT = JackhammerPattern(10, 15, 5, -15)
@@ -103,19 +104,10 @@ async def test_check_jackhammer_refuses_without_waiting() -> None:
 
 async def test_a_stop_mid_jackhammer_stops_the_controller_where_it_is() -> None:
     sdk = FakeSensapexSDK({1: 4}, jackhammer=True)
-    answers: list[str] = []
     async with api_on(sdk) as api:
-
-        async def hammer() -> None:
-            answers.append(
-                await api.handle("jackhammer", ['{"ManipulatorId":"1","Iterations":100}'])
-            )
-
-        with trio.fail_after(5):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(hammer)
-                await trio.sleep(0.3)
-                assert await api.handle("stop", ["1"]) == ""
+        hammer = '{"ManipulatorId":"1","Iterations":100}'
+        async with in_background(lambda: api.handle("jackhammer", [hammer])) as answers:
+            assert await api.handle("stop", ["1"]) == ""
         stopped_at = sdk.devices[1].position_now()
         await trio.sleep(0.1)
         assert sdk.devices[1].position_now() == stopped_at
@@ -127,18 +119,10 @@ async def test_a_stop_mid_jackhammer_stops_the_controller_where_it_is() -> None:
 
 async def test_abort_ends_a_closed_loop_on_the_controller() -> None:
     sdk = FakeSensapexSDK({1: 4}, jackhammer=True)
-    answers: list[str] = []
     async with api_on(sdk) as api:
-
-        async def hammer() -> None:
-            request = '{"ManipulatorId":"1","ClosedLoop":true,"TargetUm":9000}'
-            answers.append(await api.handle("jackhammer", [request]))
-
-        with trio.fail_after(5):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(hammer)
-                await trio.sleep(0.5)
-                assert await api.handle("abort_jackhammer", []) == '{"success": true}'
+        hammer = '{"ManipulatorId":"1","ClosedLoop":true,"TargetUm":9000}'
+        async with in_background(lambda: api.handle("jackhammer", [hammer])) as answers:
+            assert await api.handle("abort_jackhammer", []) == '{"success": true}'
     answer = json.loads(answers[0])
     assert (answer["StopReason"], answer["Error"]) == ("aborted", "")
     assert answer["IterationsUsed"] < 50
