@@ -23,7 +23,7 @@ from typing import Any
 import trio
 
 from ephysd.api import Answer, Api
-from ephysd.config import ConfigError, Settings
+from ephysd.config import DEFAULT_PORT, ConfigError, Settings, parse_host_port
 from ephysd.security import (
     DEFAULT_BURST,
     DEFAULT_RATE_PER_S,
@@ -127,7 +127,12 @@ class ControlPolicy:
 
 def access_policy(settings: Settings) -> AccessPolicy:
     try:
-        return AccessPolicy.from_config(settings.allow, settings.allow_origin, settings.token)
+        return AccessPolicy.from_config(
+            settings.allow,
+            settings.allow_origin,
+            settings.token,
+            listen_host=parse_host_port(settings.listen, DEFAULT_PORT)[0],
+        )
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
 
