@@ -1,6 +1,6 @@
 """Pinpoint's polling shape against ephysd and upstream Ephys Link 2.3.6, side by side.
 
-    .venv/bin/python bench/pinpoint_load.py [--seconds 10] [--rounds 2] [--only ephysd,upstream]
+    .venv/bin/python bench/pinpoint_load.py [--seconds 10] [--rounds 4] [--only ephysd,upstream]
 
 Pinpoint echoes each manipulator's position by asking for it again from the
 callback of the previous answer: one ``get_position`` in flight per
@@ -194,7 +194,7 @@ def report(tallies: dict[str, Tally], args: argparse.Namespace) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0, help="load per server (10)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (2)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (4)")
     parser.add_argument("--only", default="", help="comma-separated subset of: ephysd,upstream")
     parser.add_argument("--no-install", action="store_true", help="skip upstream unless installed")
     args = parser.parse_args(argv)

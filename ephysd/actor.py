@@ -697,7 +697,7 @@ class Actor:
             return self._failure("jackhammer", exc)
         count = self._info.axes_count
         depth = jackhammer.depth_axis(count)
-        axis = depth if request.axis == -1 else request.axis
+        axis = self._jackhammer_axis(request)
         if axis >= count:
             text = f"Manipulator {self.id} has no axis {axis}; its axes are 0 to {count - 1}."
         elif self._inside_brain and axis != depth:
@@ -710,6 +710,10 @@ class Actor:
         log.error("manipulator %s jackhammer refused: %s", self.id, text)
         return text
 
+    def _jackhammer_axis(self, request: JackhammerRequest) -> int:
+        """The native axis asked for; -1 is the depth axis."""
+        return jackhammer.depth_axis(self._info.axes_count) if request.axis == -1 else request.axis
+
     def _jackhammer_deadline_s(
         self, cycles: int, pattern: JackhammerPattern, settle: float
     ) -> float:
@@ -719,7 +723,7 @@ class Actor:
 
     async def _jackhammer(self, message: Jackhammer, move: _Move) -> None:
         request = message.request
-        axis = jackhammer.depth_axis(self._info.axes_count) if request.axis == -1 else request.axis
+        axis = self._jackhammer_axis(request)
         pattern = JackhammerPattern(
             request.phase1_steps, request.phase1_pulses, request.phase2_steps, request.phase2_pulses
         )
