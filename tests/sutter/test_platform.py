@@ -17,8 +17,8 @@ from drivers.sutter.platform import SutterPlatform
 from drivers.sutter.sim import SutterSim
 from ephysd.errors import find_leaf
 from ephysd.ports import PortKind, classify
-from tests.service.test_ports import usb_port
 from tests.sutter.conftest import open_drives
+from tests.usb_ports import usb_port
 
 SYSTEMD = Path(__file__).parents[2] / "systemd"
 
