@@ -14,6 +14,7 @@ from drivers.http_common import Command, HttpPlatform, ProbeFault, ProbeState
 from drivers.http_sim import SimStage
 from drivers.parallax import ParallaxDialect, create_platform
 from drivers.parallax.sim import ParallaxSim
+from drivers.pathfinder_mpm import MpmDialect
 from tests.drivers_http.harness import (
     STALE_AFTER_S,
     running_rig,
@@ -125,6 +126,25 @@ def test_null_or_missing_values_take_upstream_defaults_and_angles_pass_unrounded
         assert known.angles == (12.25, 0.0, -3.5)
         assert known.shank_count == 4
         assert known.move_refusal == known.depth_refusal == ""
+
+
+def test_w_is_what_the_pathfinder_mpm_platform_reports_for_the_same_stage() -> None:
+    stage_z = 4.25  # Pathfinder's Stage_Z; Parallax's own z is 15 - Stage_Z
+    probe = (
+        f'{{"Id": "A", "Stage_X": 1, "Stage_Y": 2, "Stage_Z": {stage_z}, "Polar": 0,'
+        ' "Pitch": 90, "ShankOrientation": 0, "ShankCount": 1}'
+    )
+    mpm = MpmDialect().parse_state(f'{{"PosteriorAngle": 0, "ProbeArray": [{probe}]}}'.encode())
+    flat = f'{{"SN1": {{"relative_X": 1, "stage_Z": {15 - stage_z}}}}}'
+    nested = (
+        '{"status": "success", "selected_sn": "SN1", "probes": {"SN1": {"obj":'
+        f' {{"stage_z": {(15 - stage_z) * 1000}}}, "is_calib": false}}}}}}'
+    )
+    expected = MpmDialect.axis_map.to_unified(getattr(mpm["A"], "native_mm", ()))[3]
+    for body in (flat, nested):
+        state = ParallaxDialect().parse_state(body.encode())["SN1"]
+        assert isinstance(state, ProbeState)
+        assert ParallaxDialect.axis_map.to_unified(state.native_mm)[3] == expected == 10.75
 
 
 def test_a_stage_with_a_value_that_is_not_a_number_fails_alone() -> None:
