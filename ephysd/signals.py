@@ -93,14 +93,18 @@ async def stop_everything(
     log.info("%s: stopping every motion and shutting down", reason)
     with trio.CancelScope(shield=True):
         await notifier.stopping(f"stopping ({reason}): halting every manipulator")
+        errors: object = None
         with trio.move_on_after(within_s) as scope:
             try:
-                await stop_motion()
+                errors = await stop_motion()
             except Exception:
                 log.exception("stopping motion failed; shutting down anyway")
                 return False
     if scope.cancelled_caught:
         log.error("stopping motion took longer than %.1f s; shutting down anyway", within_s)
+        return False
+    if errors:  # the manipulators that did not halt, named (Daemon.stop_all)
+        log.error("some manipulators did not stop: %s; shutting down anyway", errors)
         return False
     log.info("every motion stopped")
     return True

@@ -305,15 +305,15 @@ async def test_a_stop_that_never_takes_fails_naming_the_stage(era: str) -> None:
 
 
 async def test_puts_go_one_at_a_time_and_a_stop_waits_only_for_the_one_in_flight() -> None:
-    sim = fast_sim(put_delay_s=0.2)
+    sim = fast_sim(put_delay_s=0.3)  # Parallax's round trip to Pathfinder, made slow
     async with running_rig(sim, ParallaxDialect()) as rig, trio.open_nursery() as moves:
         for serial in (VERTICAL, TILTED):
             moves.start_soon(rig.manipulators[serial].move_to, FAR, 0.05)
         # The first PUT is with Parallax, the next one waits.
         await wait_until(lambda: bool(sim.puts))
-        await rig.manipulators[UNCALIBRATED].halt()
+        moves.start_soon(rig.manipulators[UNCALIBRATED].halt)
+        await wait_until(lambda: len(sim.puts) == 5, timeout_s=10)
         assert sim.puts[1] == {"move_type": "stop", "stage_sn": UNCALIBRATED}
-        assert len(sim.puts) == 5
         assert sim.max_puts_at_once == 1
         moves.cancel_scope.cancel()
 

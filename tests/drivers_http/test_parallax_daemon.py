@@ -157,4 +157,6 @@ async def test_sigterm_stops_a_moving_parallax_stage_and_waits_for_it_to_take(
         assert await daemon.wait_exit(15) == 0, daemon.output()
     assert {"move_type": "stop", "stage_sn": TILTED} in sim.puts
     assert not sim.stages[TILTED].stage.moving
+    # Confirmed before the daemon went on to exit: the halt answered, and in time.
+    assert halts_logged(daemon.lines, TILTED) == 1, daemon.output()
     assert any("every motion stopped" in line for line in daemon.lines), daemon.output()
