@@ -34,6 +34,9 @@ Departures from upstream's binding (ephys-link 2.3.6), each on purpose:
   never reads upstream's ``Absolute``/``Stereotactic``/``AxisMask``.
 - Angles pass through unrounded (upstream truncates them with int()), and only
   a null or missing pitch means 90 (upstream also turns a pitch of 0 into 90).
+- A move has ended at its target or once the served position has stood still
+  for :data:`STILL_S`; upstream gives up after 10 unchanged reads 1/30 s
+  apart, a third of a second, less than one of Parallax's refreshes.
 - The stop shape and its confirmation, above; upstream's stop never reached a
   stage.
 """
