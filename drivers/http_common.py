@@ -28,9 +28,7 @@ from drivers.base import (
     DeviceLost,
     Manipulator,
     Platform,
-    PlatformConfigError,
     PlatformInfo,
-    PlatformOptions,
     Vector,
 )
 from drivers.coordinates import AxisMap, NativeArray
@@ -570,28 +568,6 @@ def _check_motion_args(target: NativeArray, speed_mm_s: float) -> None:
         raise DeviceError(f"Speed must be a positive number of mm/s, not {speed_mm_s!r}")
     if not np.all(np.isfinite(target)):
         raise DeviceError("Target position must be finite numbers")
-
-
-def vendor_url(options: PlatformOptions, port: int, platform: str) -> str:
-    """The vendor server's URL, once the settings are known to make sense for it.
-
-    An HTTP platform learns its manipulators from the vendor software: a
-    ``--port`` or a ``[manipulators.NAME]`` setting would be ignored without a
-    word, so each is a configuration error, like a port out of range.
-    """
-    if not 0 < port < 65536:
-        raise PlatformConfigError(f"{platform}: port {port} is out of range (1-65535)")
-    if options.serial_ports:
-        raise PlatformConfigError(
-            f"--platform {platform} takes no --port: it finds its manipulators over HTTP"
-        )
-    for name, table in options.manipulators.items():
-        if table:
-            raise PlatformConfigError(
-                f"[manipulators.{name}]: {platform} has no per-manipulator settings "
-                f"(got {', '.join(sorted(table))})"
-            )
-    return f"http://{options.http_host}:{port}"
 
 
 class HttpPlatform(Platform):

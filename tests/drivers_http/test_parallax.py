@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import trio
 
-from drivers.base import DeviceError, DeviceLost, PlatformConfigError, PlatformOptions, Vector
+from drivers.base import DeviceError, DeviceLost, PlatformOptions, Vector
 from drivers.http_common import Command, HttpPlatform, ProbeFault, ProbeState
 from drivers.http_sim import SimStage
 from drivers.parallax import ParallaxDialect, create_platform
@@ -58,21 +58,6 @@ async def test_the_platform_is_parallax_for_new_scale_with_a_manipulator_per_sta
 def test_the_factory_uses_the_parallax_port() -> None:
     platform = create_platform(PlatformOptions(parallax_port=9123))
     assert platform.url == "http://127.0.0.1:9123"
-
-
-@pytest.mark.parametrize(
-    ("options", "complaint"),
-    [
-        (PlatformOptions(serial_ports=("/dev/ttyUSB0",)), "takes no --port"),
-        (PlatformOptions(manipulators={"SN1": {"speed": 1}}), r"\[manipulators.SN1\]"),
-        (PlatformOptions(parallax_port=70000), "port 70000 is out of range"),
-    ],
-)
-def test_the_factory_refuses_settings_parallax_cannot_use(
-    options: PlatformOptions, complaint: str
-) -> None:
-    with pytest.raises(PlatformConfigError, match=complaint):
-        create_platform(options)
 
 
 async def test_position_is_the_global_point_and_w_the_stage_own_z(era: str) -> None:
