@@ -125,6 +125,7 @@ class NewScaleManipulator(Manipulator):
     async def open(self) -> None:
         await self._link.close()
         self._selected = None
+        self.intervals_us = dict.fromkeys(STAGES, self._default_interval_us)
         try:
             await self._link.open()
             async with self._lock.hold(priority=True):
@@ -182,8 +183,10 @@ class NewScaleManipulator(Manipulator):
             read = eeprom_read_args(INTERVAL_EEPROM_ADDRESS, INTERVAL_EEPROM_BYTES)
             word = await self._query_locked(address, encode_stage("12", *read))
         try:
-            if timer is None or word is None:
-                raise CodecError("refused")
+            if timer is None:
+                raise CodecError("it refused <52>")
+            if word is None:
+                raise CodecError("it refused the EEPROM read")
             ticks = parse_eeprom(word, INTERVAL_EEPROM_BYTES)
             if ticks == 0:
                 raise CodecError("EEPROM holds 0")
@@ -252,7 +255,11 @@ class NewScaleManipulator(Manipulator):
         if budget.cancelled_caught:
             raise DeviceError(f"manipulator {self.id}: halt unfinished after {HALT_BUDGET_S} s")
         if errors:
-            raise next(iter(errors.values()))
+            stages = ", ".join(f"{a:02X}" for a in errors)
+            raise DeviceError(
+                f"manipulator {self.id}: stage {stages} did not confirm the halt in "
+                f"{HALT_TRIES} tries: {next(iter(errors.values()))}"
+            )
         log.info("manipulator %s halted", self.id)
 
     async def _halt_locked(self) -> dict[int, DeviceError]:

@@ -240,7 +240,8 @@ async def test_a_halt_that_is_never_answered_fails_loudly_after_three_tries_each
 ) -> None:
     before = len(sim.received)
     sim.stages[1].mute = True
-    with trio.fail_after(2), pytest.raises(DeviceError, match="no reply to <03> within 60 ms"):
+    unconfirmed = r"stage 01 did not confirm the halt in 3 tries: .*no reply to <03> within 60 ms"
+    with trio.fail_after(2), pytest.raises(DeviceError, match=unconfirmed):
         await manipulator.halt()
     halts = [r.stage for r in sim.received[before:] if r.raw == b"<03>\r"]
     assert halts.count(1) == 3
