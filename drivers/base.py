@@ -79,6 +79,11 @@ class PlatformInfo(msgspec.Struct, frozen=True):
     axes_count: int
     dimensions_mm: tuple[float, float, float, float]
     tolerance_mm: float
+    # How long one halt may take here, when the daemon's default deadline is too
+    # short for it (a platform that confirms a stop by watching the stage go
+    # still needs seconds); 0 keeps the default. The stops on disconnect,
+    # e-stop and shutdown are bounded by it too.
+    halt_budget_s: float = 0.0
 
 
 class PlatformOptions(msgspec.Struct, frozen=True):

@@ -9,6 +9,7 @@ nonsense or take it down and bring it back on the same port.
 from __future__ import annotations
 
 import abc
+import argparse
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,7 +21,11 @@ import trio
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
+Reply = tuple[int, bytes, str]
+"""Status, body and Content-Type of one answer."""
+Handler = Callable[[str, str, bytes], Awaitable[Reply]]
+"""(method, path, body) -> the answer."""
+JSON = "application/json"
 
 IDLE_TIMEOUT_S = 30.0
 MAX_BODY_BYTES = 1 << 20
@@ -93,12 +98,12 @@ class HttpSim(abc.ABC):
     def apply(self, command: dict[str, object]) -> None:
         """Carry out one PUT command; raise ValueError/KeyError/TypeError if it is wrong."""
 
-    async def handle(self, method: str, body: bytes) -> tuple[int, bytes]:
+    async def handle(self, method: str, path: str, body: bytes) -> Reply:
         if method == "GET":
             self.gets += 1
             if self.override_body is not None:
-                return 200, self.override_body
-            return 200, msgspec.json.encode(self.state())
+                return 200, self.override_body, JSON
+            return 200, msgspec.json.encode(self.state()), JSON
         if method == "PUT":
             try:
                 command = msgspec.json.decode(body, type=dict[str, object])
@@ -106,9 +111,9 @@ class HttpSim(abc.ABC):
                 self.apply(command)
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 log.warning("emulator refused %r: %s", body, exc)
-                return 400, msgspec.json.encode({"error": str(exc)})
-            return 200, b"{}"
-        return 405, b"{}"
+                return 400, msgspec.json.encode({"error": str(exc)}), JSON
+            return 200, b"{}", JSON
+        return 405, b"{}", JSON
 
     async def serve(
         self,
@@ -117,7 +122,14 @@ class HttpSim(abc.ABC):
         *,
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        await serve_http(self.handle, host, port, task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            self.start_beside(nursery)
+            await serve_http(self.handle, host, port, task_status=task_status)
+
+    def start_beside(self, nursery: trio.Nursery) -> None:
+        """Start what the vendor program runs beside its server (Parallax's listener
+        of Pathfinder); it ends with the server. Nothing by default."""
+        return None
 
 
 async def serve_http(
@@ -143,10 +155,10 @@ async def _serve_connection(stream: trio.SocketStream, *, handler: Handler) -> N
                 request = await _read_request(stream, connection)
                 if request is None:
                     return
-                method, body = request
-                status, payload = await handler(method, body)
+                method, path, body = request
+                status, payload, content_type = await handler(method, path, body)
                 headers = [
-                    ("Content-Type", "application/json"),
+                    ("Content-Type", content_type),
                     ("Content-Length", str(len(payload))),
                 ]
                 await stream.send_all(
@@ -163,8 +175,8 @@ async def _serve_connection(stream: trio.SocketStream, *, handler: Handler) -> N
 
 async def _read_request(
     stream: trio.SocketStream, connection: h11.Connection
-) -> tuple[str, bytes] | None:
-    method = ""
+) -> tuple[str, str, bytes] | None:
+    method = path = ""
     body = bytearray()
     while True:
         event = connection.next_event()
@@ -177,31 +189,41 @@ async def _read_request(
                 return None
         elif isinstance(event, h11.Request):
             method = event.method.decode("ascii", "replace")
+            path = event.target.decode("ascii", "replace")
         elif isinstance(event, h11.Data):
             body += event.data
             if len(body) > MAX_BODY_BYTES:
                 return None
         elif isinstance(event, h11.EndOfMessage):
-            return method, bytes(body)
+            return method, path, bytes(body)
         else:
             return None
 
 
 def run_cli(
-    make_sim: Callable[[int], HttpSim], default_port: int, argv: Sequence[str] | None
+    make_sim: Callable[[argparse.Namespace], HttpSim],
+    default_port: int,
+    argv: Sequence[str] | None,
+    *,
+    description: str | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], object] | None = None,
 ) -> None:
-    """``python -m drivers.<platform>.sim --port N``: serve an emulated rig until Ctrl-C."""
-    import argparse
+    """``python -m drivers.<platform>.sim --port N``: serve an emulated rig until Ctrl-C.
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ``make_sim`` gets the parsed options (``probes`` and whatever
+    ``add_arguments`` added).
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--probes", type=int, default=3, help="number of manipulators")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     async def main() -> None:
-        await make_sim(args.probes).serve(args.host, args.port)
+        await make_sim(args).serve(args.host, args.port)
 
     with contextlib.suppress(KeyboardInterrupt):
         trio.run(main)

@@ -1,8 +1,9 @@
-"""A lock for one serial line where a halt goes ahead of queued reads.
+"""A lock for one command channel where a halt goes ahead of queued commands.
 
-Every serial platform has one command in flight per port; a stop must not wait
-behind the position reads that clients poll, only behind the one transaction
-already on the wire.
+Every serial platform has one command in flight per port, and an HTTP vendor
+server (Parallax) takes one PUT at a time; a stop must not wait behind the
+reads or moves queued there, only behind the one transaction already on the
+wire.
 """
 
 from __future__ import annotations

@@ -679,7 +679,9 @@ class Actor:
             message.reply.resolve(Result(error=self._offline_error()))
             return
         try:
-            await self._device(self.manipulator.halt, self._limits.halt_timeout_s, "a halt")
+            # A platform may need longer than the default to halt (see PlatformInfo).
+            timeout_s = max(self._limits.halt_timeout_s, self._info.halt_budget_s)
+            await self._device(self.manipulator.halt, timeout_s, "a halt")
         except Exception as exc:
             message.reply.resolve(Result(error=self._failure("stop", exc)))
         else:

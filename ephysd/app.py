@@ -37,6 +37,7 @@ from ephysd.logging_setup import configure_logging
 from ephysd.rig import Rig, start_rig
 from ephysd.security import AccessPolicy
 from ephysd.service import Service, status_line
+from ephysd.signals import stop_motion_timeout
 from ephysd.startup import access_policy, prepare
 from protocol.server import ServerConfig
 
@@ -249,6 +250,7 @@ class Daemon:
                 stop_motion=self.stop_all,
                 shutdown=self.shutdown,
                 reload=self.reload if self._reload_settings is not None else None,
+                stop_timeout=stop_motion_timeout(self.platform.info.halt_budget_s),
             )
         )
         await nursery.start(run_sigusr1_estop, self.emergency_stop)

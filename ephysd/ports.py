@@ -2,11 +2,12 @@
 
 A rig PC has several USB serial adapters and their ``/dev/ttyUSB*`` numbers
 change with plug order. This lists every port, marks the ones that look like
-New Scale M3-USB-3:1-EP bridges (Silicon Labs CP210x, VID 0x10C4 PID 0xEA60),
+New Scale M3-USB-3:1-EP bridges (Silicon Labs CP210x, VID 0x10C4, PID 0xEA61
+as shipped, the USBXpress mode New Scale's Pathway and Pathfinder need, or
+0xEA60 once switched to COM-port mode; Linux's cp210x driver binds both),
 Sutter ROE-200s of MPC-200 / MPC-325 controllers (USB 1342:0001) and Arduino
-e-stop buttons, and shows a stable name to put in the
-configuration instead (``/dev/newscale-<serial>`` or ``/dev/sutter-<serial>``
-from our udev rules, or
+e-stop buttons, and shows a stable name to put in the configuration instead
+(``/dev/newscale-<serial>`` or ``/dev/sutter-<serial>`` from our udev rules, or
 udev's ``/dev/serial/by-id/...``).
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-NEWSCALE_BRIDGE_IDS = frozenset({(0x10C4, 0xEA60)})
+NEWSCALE_BRIDGE_IDS = frozenset({(0x10C4, 0xEA60), (0x10C4, 0xEA61)})
 SUTTER_ROE_IDS = frozenset({(0x1342, 0x0001)})
 ARDUINO_VIDS = frozenset({0x2341, 0x2A03})
 BY_ID_DIR = Path("/dev/serial/by-id")

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import trio
 
 from ephysd.sdnotify import Notifier
-from ephysd.signals import handle_signals
+from ephysd.signals import STOP_MOTION_TIMEOUT_S, handle_signals
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class Service:
         shutdown: Callable[[], object],
         reload: Callable[[], Awaitable[object]] | None = None,
         healthy: Callable[[], bool] | None = None,
+        stop_timeout: float = STOP_MOTION_TIMEOUT_S,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve signals and the watchdog until cancelled; ``nursery.start`` it early.
@@ -56,6 +57,7 @@ class Service:
                         shutdown=shutdown,
                         reload=reload,
                         notifier=self.notifier,
+                        stop_timeout=stop_timeout,
                         task_status=task_status,
                     )
                 )

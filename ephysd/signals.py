@@ -26,11 +26,22 @@ from ephysd.sdnotify import Notifier
 log = logging.getLogger(__name__)
 
 # The whole shutdown must fit in systemd's patience and the issue's 2 s; the
-# halt gets the first second, device release the rest.
+# halt gets the first second, device release the rest. A platform whose halt
+# is confirmed by its effect (Parallax) declares a longer halt budget, and
+# the halt at shutdown gets that instead (see stop_motion_timeout).
 STOP_MOTION_TIMEOUT_S = 1.0
+# Time for the actors to answer once their own halt deadline has passed.
+STOP_ANSWER_MARGIN_S = 0.25
 RELOAD_TIMEOUT_S = 2.0
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def stop_motion_timeout(halt_budget_s: float) -> float:
+    """How long the halt at shutdown may take: the default, or longer for a
+    platform whose halts need longer (``PlatformInfo.halt_budget_s``), so a stop
+    that is still being confirmed is not cut off by the shutdown it serves."""
+    return max(STOP_MOTION_TIMEOUT_S, halt_budget_s + STOP_ANSWER_MARGIN_S)
 
 
 async def handle_signals(
@@ -82,14 +93,18 @@ async def stop_everything(
     log.info("%s: stopping every motion and shutting down", reason)
     with trio.CancelScope(shield=True):
         await notifier.stopping(f"stopping ({reason}): halting every manipulator")
+        errors: object = None
         with trio.move_on_after(within_s) as scope:
             try:
-                await stop_motion()
+                errors = await stop_motion()
             except Exception:
                 log.exception("stopping motion failed; shutting down anyway")
                 return False
     if scope.cancelled_caught:
         log.error("stopping motion took longer than %.1f s; shutting down anyway", within_s)
+        return False
+    if errors:  # the manipulators that did not halt, named (Daemon.stop_all)
+        log.error("some manipulators did not stop: %s; shutting down anyway", errors)
         return False
     log.info("every motion stopped")
     return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import string
 from collections.abc import Sequence
 
@@ -10,7 +9,14 @@ import msgspec
 
 from drivers.base import PlatformInfo
 from drivers.coordinates import AxisMap
-from drivers.http_common import Command, Dialect, ProbeFault, ProbeState
+from drivers.http_common import (
+    Command,
+    Dialect,
+    ProbeFault,
+    ProbeState,
+    UnusableValue,
+    number_value,
+)
 
 MPM_IDS: tuple[str, ...] = (
     *string.ascii_uppercase,
@@ -53,10 +59,6 @@ class _State(msgspec.Struct):
     ProbeArray: list[_Probe]
 
 
-class _Unusable(Exception):
-    """A probe's values cannot be used; the text says which value and why."""
-
-
 class MpmDialect(Dialect):
     label = "Pathfinder MPM"
     info = PlatformInfo(
@@ -76,7 +78,7 @@ class MpmDialect(Dialect):
                 raise ValueError(f"unknown probe id {probe.Id!r} (expected A..Z, AA..AN)")
             try:
                 probes[probe.Id] = _probe_state(probe, state.PosteriorAngle)
-            except _Unusable as exc:
+            except UnusableValue as exc:
                 probes[probe.Id] = ProbeFault(str(exc))
         return probes
 
@@ -112,28 +114,17 @@ class MpmDialect(Dialect):
 def _probe_state(probe: _Probe, posterior_angle: float) -> ProbeState:
     return ProbeState(
         native_mm=(
-            _number(probe.Stage_X, "Stage_X"),
-            _number(probe.Stage_Y, "Stage_Y"),
-            _number(probe.Stage_Z, "Stage_Z"),
+            number_value(probe.Stage_X, "Stage_X"),
+            number_value(probe.Stage_Y, "Stage_Y"),
+            number_value(probe.Stage_Z, "Stage_Z"),
         ),
         angles=(
-            (_number(probe.Polar, "Polar") - posterior_angle) % 360.0,
-            _number(probe.Pitch, "Pitch"),
-            _number(probe.ShankOrientation, "ShankOrientation"),
+            (number_value(probe.Polar, "Polar") - posterior_angle) % 360.0,
+            number_value(probe.Pitch, "Pitch"),
+            number_value(probe.ShankOrientation, "ShankOrientation"),
         ),
-        shank_count=max(1, round(_number(probe.ShankCount, "ShankCount"))),
+        shank_count=max(1, round(number_value(probe.ShankCount, "ShankCount"))),
     )
-
-
-def _number(value: object, name: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    if value is None:
-        raise _Unusable(f"{name} is null")
-    shown = msgspec.json.encode(value).decode()
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
-    raise _Unusable(f"{name} is {shown}, not a number")
 
 
 def _index(manipulator_id: str) -> int:

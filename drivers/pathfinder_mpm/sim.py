@@ -95,7 +95,7 @@ class MpmSim(HttpSim):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    run_cli(lambda n: MpmSim(n), 8080, argv)
+    run_cli(lambda args: MpmSim(args.probes), 8080, argv, description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -78,3 +78,14 @@ async def wait_until_fresh(manipulator: Manipulator) -> None:
                 return
             except Exception:
                 await trio.sleep(0.02)
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> float:
+    """Poll an emulator's state until ``condition`` holds (bounded); return when it did.
+
+    The emulators have no events to wait on, and a test must not change them to get one.
+    """
+    with trio.fail_after(timeout_s):
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(0.002)
+    return trio.current_time()

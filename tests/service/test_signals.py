@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from ephysd.sdnotify import Notifier
-from ephysd.signals import handle_signals
+from ephysd.signals import handle_signals, stop_everything
 from tests.service.datagrams import drain
 
 
@@ -96,6 +96,19 @@ async def test_a_hung_stop_is_bounded_and_shutdown_still_happens() -> None:
             nursery.cancel_scope.cancel()
     assert rig.events == ["stop_motion"]
     assert trio.current_time() - start < 4
+
+
+async def test_manipulators_that_did_not_stop_are_logged_by_name_at_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def stop_motion() -> str:
+        return "Manipulator SN47520 did not stop after 2 stop commands"
+
+    with caplog.at_level("INFO", logger="ephysd.signals"):
+        assert not await stop_everything("SIGTERM", stop_motion, Notifier(None))
+    messages = [record.getMessage() for record in caplog.records]
+    assert "some manipulators did not stop: Manipulator SN47520 did not stop" in messages[-1]
+    assert "every motion stopped" not in messages
 
 
 async def test_sighup_reloads_and_the_daemon_keeps_running(
