@@ -32,6 +32,9 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Requests per second per connection, sustained and burst; stops are never limited.
     rate: float = 1000.0
     burst: float = 1000.0
+    # Read-only clients (the rig page, auth {"role": "observer"}) served next
+    # to the controller; each also needs an Engine.IO session (max_connections).
+    max_observers: int = 8
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -93,6 +96,8 @@ def build_settings(file_values: dict[str, Any], flag_values: dict[str, Any]) -> 
     parse_host_port(settings.proxy_address, DEFAULT_PORT)
     if settings.limits.rate <= 0 or settings.limits.burst < 1:
         raise ConfigError("limits: rate must be > 0 and burst >= 1")
+    if settings.limits.max_observers < 0:
+        raise ConfigError("limits: max_observers must be >= 0 (0: no observers)")
     if settings.ping_interval_ms <= 0 or settings.ping_timeout_ms <= 0:
         raise ConfigError("ping_interval_ms and ping_timeout_ms must be positive")
     return settings

@@ -2,9 +2,13 @@
 
 Admission happens in three places. Every HTTP/WebSocket request passes the
 :class:`~ephysd.security.AccessPolicy` (network allow list, browser Origin)
-before an Engine.IO session exists. A Socket.IO CONNECT must carry the token
-if one is configured. Then the one-controller rule: a second client is refused
-with a CONNECT_ERROR naming the holder, and the first keeps working.
+before an Engine.IO session exists; so does every request for the rig page
+(:mod:`ephysd.page`), served on the same port. A Socket.IO CONNECT must carry
+the token if one is configured. A client that asks for the observer role
+(:mod:`ephysd.observers`) then joins read-only, up to a limit, and never
+touches control. Every other client is under the one-controller rule: a second
+one is refused with a CONNECT_ERROR naming the holder, and the first keeps
+working.
 
 When the controller leaves (closed, crashed, cable pulled: the heartbeat
 notices within ping interval + ping timeout) every motion is stopped *before*
@@ -23,6 +27,8 @@ import trio
 
 from ephysd.api import Answer, Api
 from ephysd.config import ConfigError, Settings
+from ephysd.observers import OBSERVER, Observers, RoleError, client_label, requested_role
+from ephysd.page import serve_page
 from ephysd.security import TOO_MANY_REQUESTS, AccessPolicy, PolicyError, RequestRateLimiter
 from protocol.engineio.config import EngineIOConfig
 from protocol.server import ConnectRefused, ServerConfig, SocketIOServer
@@ -42,12 +48,16 @@ class ControlPolicy:
         access: AccessPolicy | None = None,
         rate: float = 1000.0,
         burst: float = 1000.0,
+        max_observers: int = 8,
     ) -> None:
         self._stop_all = stop_all
         self._stop_on_disconnect = stop_on_disconnect
         self._access = access
         self._rate = rate
         self._burst = burst
+        self.observers = Observers(
+            max_observers, lambda: RequestRateLimiter(self._rate, self._burst).allow
+        )
         self.controller: str | None = None
         self._peer = ""
         self._limiter: RequestRateLimiter | None = None
@@ -63,12 +73,19 @@ class ControlPolicy:
             except Exception:
                 log.exception("control-change hook failed")
 
+    @property
+    def controller_peer(self) -> str | None:
+        """``host:port`` of the controlling client, None when control is free."""
+        return self._peer if self.controller is not None else None
+
     async def wait_until_free(self) -> None:
         """Return once no client holds control (after its clean-up finished)."""
         await self._free.wait()
 
     def allow(self, sid: str, event: str) -> bool:
         """Whether ``sid`` may make this request now (rate limit; stops always pass)."""
+        if sid in self.observers:
+            return self.observers.allow(sid, event)
         if sid != self.controller or self._limiter is None:
             return event in ("stop", "stop_all")
         return self._limiter.allow(event)
@@ -80,6 +97,17 @@ class ControlPolicy:
             if refusal is not None:
                 log.warning("connection refused: %s from %s: %s", sid, peer, refusal)
                 raise ConnectRefused(refusal)
+        try:
+            role = requested_role(auth)
+        except RoleError as exc:
+            log.warning("connection refused: %s from %s: %s", sid, peer, exc)
+            raise ConnectRefused(str(exc)) from None
+        if role == OBSERVER:
+            refusal = self.observers.admit(sid, peer, client_label(auth))
+            if refusal is not None:
+                log.warning("connection refused: %s from %s: %s", sid, peer, refusal)
+                raise ConnectRefused(refusal)
+            return
         if self.controller is not None:
             message = (
                 f"Cannot connect {sid} as {self.controller} (from {self._peer})"
@@ -96,7 +124,7 @@ class ControlPolicy:
         await self._announce(peer)
 
     async def on_disconnect(self, sid: str, reason: str) -> None:
-        if sid != self.controller:
+        if self.observers.leave(sid, reason) or sid != self.controller:
             return
         log.info("controller %s disconnected (%s)", sid, reason)
         try:
@@ -147,18 +175,24 @@ def build_server(
 ) -> tuple[SocketIOServer, ControlPolicy]:
     """A Socket.IO server answering every event through ``api``."""
     access = access or access_policy(settings)
-    server = SocketIOServer(config or server_config(settings), check_request=access.check_request)
+    server = SocketIOServer(
+        config or server_config(settings), check_request=access.check_request, pages=serve_page
+    )
     policy = ControlPolicy(
         stop_all,
         stop_on_disconnect=settings.stop_on_disconnect,
         access=access,
         rate=settings.limits.rate,
         burst=settings.limits.burst,
+        max_observers=settings.limits.max_observers,
     )
+    observers = policy.observers
 
     async def on_event(sid: str, event: str, *args: Any) -> Answer:
         if not policy.allow(sid, event):
             return TOO_MANY_REQUESTS
+        if sid in observers:
+            return await observers.answer(api, sid, event, args)
         return await api.answer(event, args)
 
     server.on_any(on_event)
