@@ -151,7 +151,7 @@ class Daemon:
         line = status_line(self.platform.info.cli_name, ids, client)
         if self.address is not None:
             host, port = self.address
-            return f"{line}; listening on http://{_url_host(host)}:{port}"
+            return f"{line}; listening on http://{url_host(host)}:{port}"
         return f"{line}; via proxy, Pinpoint ID {self.pinpoint_id}"
 
     async def _control_changed(self, client: str | None) -> None:
@@ -178,7 +178,7 @@ class Daemon:
             if not isinstance(leaf, OSError):
                 raise
             raise StartupError(f"cannot listen on {host}:{port}: {leaf.strerror or leaf}") from None
-        log.info("listening on http://%s:%d", _url_host(self.address[0]), self.address[1])
+        log.info("listening on http://%s:%d", url_host(self.address[0]), self.address[1])
         assert self.rig is not None  # started before the server
         policy = self.policy
         self.publisher = RigStatePublisher(
@@ -195,7 +195,7 @@ class Daemon:
         await nursery.start(
             run_proxy,
             api,
-            f"http://{_url_host(host)}:{port}",
+            f"http://{url_host(host)}:{port}",
             self.stop_all if self.settings.stop_on_disconnect else None,
         )
 
@@ -254,5 +254,6 @@ class Daemon:
         await nursery.start(run_sigusr1_estop, self.emergency_stop)
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL (an IPv6 address in brackets)."""
     return f"[{host}]" if ":" in host else host
