@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import msgspec
 import trio
@@ -31,7 +32,6 @@ from ephysd.estop import EStopState
 from ephysd.models import Vector4, vector4
 from ephysd.observers import Observer, Observers
 from ephysd.rig import Rig
-from protocol.server import SocketIOServer
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,14 @@ EVENT = "rig_state"
 PUSH_INTERVAL_S = 0.05  # at most 20 pushes a second
 FRESH_S = 0.2  # a position older than this is read again: >= 5 refreshes a second
 HEARTBEAT_S = 1.0
+
+
+class Emitter(Protocol):
+    """Sends an event to one client (the Socket.IO server does)."""
+
+    async def emit(
+        self, event: str, *args: Any, to: str | None = None, namespace: str = "/"
+    ) -> None: ...
 
 
 class ManipulatorState(msgspec.Struct, rename="pascal", frozen=True):
@@ -91,7 +99,7 @@ class RigStatePublisher:
     def __init__(
         self,
         rig: Rig,
-        server: SocketIOServer,
+        server: Emitter,
         observers: Observers,
         controller: Callable[[], str | None],
         estop: EStopState,
