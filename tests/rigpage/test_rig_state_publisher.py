@@ -8,6 +8,7 @@ Socket.IO server (the wire is covered by the daemon tests next to this file).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -100,7 +101,7 @@ async def test_unpolled_positions_are_read_five_times_a_second(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     platform = counting_platform()
-    async with publishing(platform) as (_rig, observers, recorder, _publisher):
+    async with publishing(platform) as (_rig, observers, _recorder, _publisher):
         observers.admit("a", "127.0.0.1:1", "")
         await trio.sleep(10)
         for count in reads(platform):
@@ -147,7 +148,7 @@ async def test_a_moving_probe_is_pushed_at_most_twenty_times_a_second_and_seen_m
             await trio.sleep(4)
             nursery.cancel_scope.cancel()
         times = [t for t, _state in recorder.sent["a"]]
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= 0.05 - 1e-9
         depths = [s["Manipulators"][3]["Position"]["w"] for t, s in recorder.sent["a"] if t > 1.5]
         assert depths == sorted(depths) and depths[-1] - depths[0] > 4
