@@ -129,7 +129,8 @@ async def test_the_page_shows_names_and_errors_as_text_never_as_markup(tmp_path:
     ):
         allow_the_page(daemon)
         answer = json.loads(await controller.call("get_angles", HOSTILE_ID))
-        assert answer["Error"] == f"DeviceError: {HOSTILE_ERROR}"
+        error = f"DeviceError: {HOSTILE_ERROR}"
+        assert answer["Error"] == error
         await browser.get(url_of(daemon) + "/")
 
         async def shows_error() -> bool:
@@ -138,7 +139,7 @@ async def test_the_page_shows_names_and_errors_as_text_never_as_markup(tmp_path:
             )
             if rows != ["0", HOSTILE_ID]:
                 return False
-            return await cell(browser, HOSTILE_ID, 9) == answer["Error"]
+            return await cell(browser, HOSTILE_ID, 9) == error
 
         await browser.wait_for(shows_error, "the hostile row and its error")
         assert await cell(browser, HOSTILE_ID, 1) == HOSTILE_ID
