@@ -24,22 +24,17 @@ written", since it includes the client's send and the simulator's read.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import json
 import logging
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import trio
 from _common import percentile
-from trio_websocket import WebSocketConnection, open_websocket_url
+from _serial import RawSocketIO, process_cpu_s, simulators, socketio_session, start_daemon
 
 from drivers.base import DeviceError, Vector
 from drivers.newscale.driver import NewScaleManipulator
@@ -60,40 +55,6 @@ class WireClock(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg == "%s >> %r" and record.args and record.args[1] == HALT:  # type: ignore[index]
             self.halts.append(time.perf_counter())
-
-
-@contextlib.asynccontextmanager
-async def simulators(count: int, workdir: Path) -> AsyncIterator[list[str]]:
-    """``count`` simulator processes; yields their pty paths."""
-    paths: list[str] = []
-    async with trio.open_nursery() as nursery:
-        for i in range(count):
-            link = workdir / f"newscale-{i}"
-            process: trio.Process = await nursery.start(
-                _run_sim, [sys.executable, "-m", "drivers.newscale.sim", "--link", str(link)]
-            )
-            assert process.stdout is not None
-            with trio.fail_after(20):
-                line = b""
-                while not line.endswith(b"\n"):
-                    line += await process.stdout.receive_some(1)
-            paths.append(line.decode().split(" ", 1)[1].strip())
-        try:
-            yield paths
-        finally:
-            nursery.cancel_scope.cancel()
-
-
-async def _run_sim(
-    command: list[str], *, task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED
-) -> None:
-    await trio.run_process(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        check=False,
-        task_status=task_status,
-    )
 
 
 async def reads_per_second(devices: list[NewScaleManipulator], seconds: float) -> list[int]:
@@ -143,7 +104,7 @@ async def main(args: argparse.Namespace) -> None:
     transport_log.addHandler(wire)
     transport_log.propagate = False
     with tempfile.TemporaryDirectory(prefix="ephysd-bench-newscale-") as tmp:
-        async with simulators(args.manipulators, Path(tmp)) as paths:
+        async with simulators("drivers.newscale.sim", args.manipulators, Path(tmp)) as paths:
             devices = [NewScaleManipulator(str(i + 1), p) for i, p in enumerate(paths)]
             for device in devices:
                 await device.open()
@@ -174,75 +135,19 @@ async def main(args: argparse.Namespace) -> None:
             await daemon_stops(args.stops_via_daemon, Path(tmp))
 
 
-class RawSocketIO:
-    """Just enough Engine.IO v4 / Socket.IO v5 text to send events and read acks."""
-
-    def __init__(self, ws: WebSocketConnection) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.acks: dict[int, trio.Event] = {}
-        self.answers: dict[int, object] = {}
-
-    async def handshake(self) -> None:
-        opening = await self.ws.get_message()
-        assert isinstance(opening, str) and opening.startswith("0"), opening
-        await self.ws.send_message("40")
-        while not str(await self.ws.get_message()).startswith("40"):
-            pass
-
-    async def pump(self) -> None:
-        while True:
-            message = str(await self.ws.get_message())
-            if message == "2":
-                await self.ws.send_message("3")
-            elif message.startswith("43"):
-                digits = len(message) - len(message[2:].lstrip("0123456789"))
-                ack_id = int(message[2:digits])
-                self.answers[ack_id] = json.loads(message[digits:])
-                self.acks.pop(ack_id).set()
-
-    async def send(self, event: str, *args: object) -> int:
-        self.next_id += 1
-        self.acks[self.next_id] = trio.Event()
-        await self.ws.send_message(f"42{self.next_id}" + json.dumps([event, *args]))
-        return self.next_id
-
-    async def answer(self, ack_id: int) -> object:
-        event = self.acks.get(ack_id)
-        if event is not None:
-            with trio.fail_after(30):
-                await event.wait()
-        return self.answers.pop(ack_id)
-
-
 async def daemon_stops(stops: int, workdir: Path) -> None:
     sim = NewScaleSim(link=str(workdir / "newscale-daemon"))
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.run)
-        command = [sys.executable, "-m", "ephysd", "--platform", "newscale", "--port", sim.path]
-        daemon: trio.Process = await nursery.start(
-            functools.partial(
-                trio.run_process,
-                [*command, "--listen", "127.0.0.1:0"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
+        daemon_log: list[bytes] = []
+        daemon, url = await start_daemon(
+            nursery, ["--platform", "newscale", "--port", sim.path], daemon_log
         )
-        assert daemon.stdout is not None
-        log = b""
-        with trio.fail_after(30):
-            while b"listening on http://" not in log:
-                log += await daemon.stdout.receive_some(4096)
-        port = int(log.split(b"listening on http://127.0.0.1:")[1].split(b"\n")[0].strip())
-        daemon_log: list[bytes] = [log]
-        nursery.start_soon(_drain, daemon.stdout, daemon_log)
-        url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
         try:
             async with socketio_session(url) as client:
-                cpu0 = _process_cpu_s(daemon.pid)
+                cpu0 = process_cpu_s(daemon.pid)
                 reads, elapsed = await _read_loop(client, READS_VIA_DAEMON)
-                cpu = _process_cpu_s(daemon.pid) - cpu0
+                cpu = process_cpu_s(daemon.pid) - cpu0
                 transactions = reads * TRANSACTIONS_PER_READ
                 print(
                     f"via ephysd + Socket.IO: {reads / elapsed:.0f} get_position/s one in flight; "
@@ -264,29 +169,12 @@ async def daemon_stops(stops: int, workdir: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
-@contextlib.asynccontextmanager
-async def socketio_session(url: str) -> AsyncIterator[RawSocketIO]:
-    """One session for the whole run: the daemon lets one controller in at a time."""
-    async with trio.open_nursery() as nursery, open_websocket_url(url) as ws:
-        client = RawSocketIO(ws)
-        await client.handshake()
-        nursery.start_soon(client.pump)
-        yield client
-        nursery.cancel_scope.cancel()
-
-
 async def _read_loop(client: RawSocketIO, reads: int) -> tuple[int, float]:
     start = trio.current_time()
     for _ in range(reads):
         answer = await client.answer(await client.send("get_position", "1"))
         assert isinstance(answer, list) and '"Error":""' in str(answer[0]), answer
     return reads, trio.current_time() - start
-
-
-def _process_cpu_s(pid: int) -> float:
-    """User + system CPU of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _stop_loop(sim: NewScaleSim, client: RawSocketIO, stops: int) -> list[float]:
@@ -307,11 +195,6 @@ async def _stop_loop(sim: NewScaleSim, client: RawSocketIO, stops: int) -> list[
             raise RuntimeError(f"stop {i}: the simulator saw no <03>")
         latencies.append((halts[0] - t0) * 1000)
     return latencies
-
-
-async def _drain(stream: trio.abc.ReceiveStream, keep: list[bytes]) -> None:
-    while data := await stream.receive_some(65536):
-        keep.append(bytes(data))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ from drivers.newscale.codec import (
     select_stage,
     speed_registers,
 )
-from drivers.newscale.transport import REPLY_TIMEOUT_S, PriorityLock, SerialLink
+from drivers.newscale.transport import REPLY_TIMEOUT_S, SerialLink
+from drivers.priority_lock import PriorityLock
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
-import tty
 
 import msgspec
 import trio
@@ -42,6 +40,7 @@ from drivers.newscale.codec import (
     registers_speed_um_s,
     speed_from_registers,
 )
+from drivers.pty_sim import COMMON_VERBS, PtyDevice, Verb, common_verbs, control_from_stdin
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +139,10 @@ class SimStage:
         return StageState(flags=flags, position=pos, error=self.target - pos)
 
 
-class NewScaleSim:
+class NewScaleSim(PtyDevice):
     """A bridge with stages at ``addresses``; run it with ``nursery.start(sim.run)``."""
+
+    default_garbage = b"\x00\xff<1\r>>garbage<"
 
     def __init__(
         self,
@@ -151,47 +152,15 @@ class NewScaleSim:
         addresses: tuple[int, ...] = STAGE_ADDRESSES,
         start_mm: tuple[float, float, float] = (7.5, 7.5, 7.5),
     ) -> None:
-        self.link = link
-        self.announce = announce
+        super().__init__(link=link, announce=announce)
         self.addresses = addresses
         self._start_counts = [round(mm * 1000 * COUNTS_PER_UM) for mm in start_mm]
         self.stages: dict[int, SimStage] = {}
         self.received: list[Received] = []
         self.selected: int | None = None
-        self.pty_path = ""
-        self.silent = False
-        self.reply_delay_s = 0.0
-        self._drop = 0
-        self._garbage = b""
-        self._master = -1
-        self._slave = -1
-        self._closed = trio.Event()
-        self._reopen = trio.Event()
-        self._opened = trio.Event()
+        self._decoder = CommandDecoder()
 
-    @property
-    def path(self) -> str:
-        """What the driver should open: the stable link if there is one."""
-        return self.link or self.pty_path
-
-    # --- fault injection and inspection ---------------------------------------
-
-    def drop_next_reply(self, count: int = 1) -> None:
-        self._drop += count
-
-    def send_garbage_before_next_reply(self, data: bytes = b"\x00\xff<1\r>>garbage<") -> None:
-        self._garbage += data
-
-    def close_device(self) -> None:
-        """The USB cable is pulled: the pty vanishes (and the link with it)."""
-        self._closed.set()
-
-    def reopen_device(self) -> None:
-        """The cable is plugged back in: a new pty, the link re-pointed, stages power-cycled."""
-        self._reopen.set()
-
-    async def wait_open(self) -> None:
-        await self._opened.wait()
+    # --- inspection -------------------------------------------------------------
 
     def stage_position_mm(self, address: int) -> float:
         stage = self.stages[address]
@@ -206,96 +175,24 @@ class NewScaleSim:
 
     # --- the device ---------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        first = True
-        try:
-            while True:
-                self._open_pty()
-                if first:
-                    task_status.started(self.path)
-                    first = False
-                try:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._serve)
-                        await self._closed.wait()
-                        nursery.cancel_scope.cancel()
-                finally:
-                    self._close_pty()
-                self._closed = trio.Event()
-                await self._reopen.wait()
-                self._reopen = trio.Event()
-        finally:
-            self._close_pty()
-
-    def _open_pty(self) -> None:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        self.pty_path = os.ttyname(self._slave)
-        if self.link:
-            tmp = f"{self.link}.tmp"
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            os.symlink(self.pty_path, tmp)
-            os.replace(tmp, self.link)
+    def power_up(self) -> None:
         starts = dict(enumerate(self._start_counts, start=1))
         self.stages = {a: SimStage(a, starts.get(a, TRAVEL_COUNTS // 2)) for a in self.addresses}
         self.selected = None
-        self._opened.set()
-        log.info("simulated bridge on %s", self.path)
-        if self.announce:
-            print(f"PTY {self.path}", flush=True)
+        self._decoder = CommandDecoder()
 
-    def _close_pty(self) -> None:
-        self._opened = trio.Event()
-        if self.link:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.link)
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = -1
-
-    async def _serve(self) -> None:
-        decoder = CommandDecoder()
-        master = self._master
+    async def on_data(self, data: bytes) -> None:
+        self._decoder.receive_data(data)
         while True:
-            await trio.lowlevel.wait_readable(master)
             try:
-                data = os.read(master, 4096)
-            except BlockingIOError:
+                command = self._decoder.next_command()
+            except CodecError as exc:
+                log.debug("sim: malformed command: %s", exc)
+                await self.reply(encode_frame("23"))
                 continue
-            except OSError:  # EIO: nobody has the slave open right now
-                await trio.sleep(0.01)
-                continue
-            decoder.receive_data(data)
-            while True:
-                try:
-                    command = decoder.next_command()
-                except CodecError as exc:
-                    log.debug("sim: malformed command: %s", exc)
-                    await self._reply(encode_frame("23"))
-                    continue
-                if command is None:
-                    break
-                await self._reply(self._handle(command))
-
-    async def _reply(self, reply: bytes | None) -> None:
-        if reply is None or self.silent:
-            return
-        if self.reply_delay_s:
-            await trio.sleep(self.reply_delay_s)
-        if self._drop:
-            self._drop -= 1
-            return
-        data, self._garbage = self._garbage + reply, b""
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self._master, view) :]
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._master)
+            if command is None:
+                return
+            await self.reply(self._handle(command))
 
     def _handle(self, command: Command) -> bytes | None:
         now = trio.current_time()
@@ -368,39 +265,14 @@ def _stage_command(stage: SimStage, frame: Frame) -> bytes:
 
 # --- command line -----------------------------------------------------------
 
-_HELP = "commands: drop [N] | garbage | close | reopen | silent on|off | stall ADDR | quit"
+_HELP = f"commands: {COMMON_VERBS} | stall ADDR"
 
 
-async def _control(sim: NewScaleSim, cancel: trio.CancelScope) -> None:
-    """Fault injection from stdin, one command a line."""
-    stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-    buf = b""
-    async with stream:
-        while data := await stream.receive_some(1024):
-            buf += data
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                words = line.decode(errors="replace").split()
-                if not words:
-                    continue
-                verb, rest = words[0], words[1:]
-                if verb == "drop":
-                    sim.drop_next_reply(int(rest[0]) if rest else 1)
-                elif verb == "garbage":
-                    sim.send_garbage_before_next_reply()
-                elif verb == "close":
-                    sim.close_device()
-                elif verb == "reopen":
-                    sim.reopen_device()
-                elif verb == "silent":
-                    sim.silent = rest == ["on"]
-                elif verb == "stall" and rest:
-                    sim.stages[int(rest[0])].stalled = True
-                elif verb == "quit":
-                    cancel.cancel()
-                    return
-                else:
-                    print(_HELP, flush=True)
+def _verbs(sim: NewScaleSim) -> dict[str, Verb]:
+    def stall(rest: list[str]) -> None:
+        sim.stages[int(rest[0])].stalled = True
+
+    return {**common_verbs(sim), "stall": stall}
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -408,7 +280,7 @@ async def _main(args: argparse.Namespace) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.run)
         if not args.no_stdin:
-            nursery.start_soon(_control, sim, nursery.cancel_scope)
+            nursery.start_soon(control_from_stdin, _verbs(sim), _HELP, nursery.cancel_scope)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,19 +1,16 @@
 """One serial port to an M3-USB bridge: framed transactions with deadlines, on Trio.
 
 A transaction is one command and its reply. The bridge is half-duplex in
-practice, so transactions never overlap; :class:`PriorityLock` orders them and
-lets a halt jump the queue of position reads. Errors are mapped here, once:
+practice, so transactions never overlap; :class:`drivers.priority_lock.PriorityLock`
+orders them and lets a halt jump the queue of position reads. Errors are mapped here, once:
 the port vanishing is :class:`DeviceLost`, silence or nonsense is
 :class:`DeviceError`.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import trio
 from trio_serial import SerialStream
@@ -32,58 +29,8 @@ IN_FLIGHT_GRACE_S = 0.02
 READ_CHUNK = 256
 
 
-class PriorityLock:
-    """A FIFO lock where priority waiters go ahead of ordinary ones.
-
-    Halt takes it with priority: the transaction in flight finishes, then halt
-    runs before any queued position read or move command.
-    """
-
-    def __init__(self) -> None:
-        self._held = False
-        self._urgent: collections.deque[trio.Event] = collections.deque()
-        self._normal: collections.deque[trio.Event] = collections.deque()
-
-    @property
-    def locked(self) -> bool:
-        return self._held
-
-    async def acquire(self, *, priority: bool = False) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if not self._held and not self._urgent and not self._normal:
-            self._held = True
-            await trio.lowlevel.cancel_shielded_checkpoint()  # never cancelled while holding
-            return
-        granted = trio.Event()
-        queue = self._urgent if priority else self._normal
-        queue.append(granted)
-        try:
-            await granted.wait()
-        except BaseException:
-            if granted.is_set():
-                self.release()  # handed over just as we were cancelled: pass it on
-            else:
-                queue.remove(granted)
-            raise
-
-    def release(self) -> None:
-        for queue in (self._urgent, self._normal):
-            if queue:
-                queue.popleft().set()  # ownership passes directly; _held stays True
-                return
-        self._held = False
-
-    @asynccontextmanager
-    async def hold(self, *, priority: bool = False) -> AsyncIterator[None]:
-        await self.acquire(priority=priority)
-        try:
-            yield
-        finally:
-            self.release()
-
-
 class SerialLink:
-    """The byte pipe and framing for one port; callers serialise with :class:`PriorityLock`."""
+    """The byte pipe and framing for one port; callers serialise with a PriorityLock."""
 
     def __init__(self, device: str, baud: int, reply_timeout_s: float = REPLY_TIMEOUT_S) -> None:
         self.device = device

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from drivers.newscale.transport import PriorityLock
+from drivers.priority_lock import PriorityLock
 
 
 async def test_priority_waiter_goes_ahead_of_earlier_ordinary_waiters() -> None:
