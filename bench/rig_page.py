@@ -167,7 +167,9 @@ def cpu_over(pid: int, seconds: float) -> float:
     return 100 * (cpu_seconds(pid) - before) / (time.perf_counter() - started)
 
 
-async def measure(port: int, pid: int, args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+async def measure(
+    port: int, pid: int, args: argparse.Namespace
+) -> dict[str, dict[str, list[float]]]:
     client = socketio.AsyncClient(reconnection=False)
     await client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=10)
     controller = Controller(client)
@@ -238,7 +240,13 @@ def main(argv: list[str]) -> int:
     try:
         with running(spec, make_log_dir()) as server:
             figures = asyncio.run(measure(port, server.pid, args))
-    except (BenchError, ClientError, OSError, TimeoutError, socketio.exceptions.SocketIOError) as exc:
+    except (
+        BenchError,
+        ClientError,
+        OSError,
+        TimeoutError,
+        socketio.exceptions.SocketIOError,
+    ) as exc:
         print(f"rig_page: FAILED: {exc}")
         return 1
     none, watched = figures["none"], figures["observers"]

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from ephysd.api import Answer, Api
-from ephysd.config import ConfigError, Settings
+from ephysd.config import DEFAULT_PORT, ConfigError, Settings, parse_host_port
 from ephysd.observers import OBSERVER, Observers, RoleError, client_label, requested_role
 from ephysd.page import serve_page
 from ephysd.security import TOO_MANY_REQUESTS, AccessPolicy, PolicyError, RequestRateLimiter
@@ -144,7 +144,12 @@ class ControlPolicy:
 
 def access_policy(settings: Settings) -> AccessPolicy:
     try:
-        return AccessPolicy.from_config(settings.allow, settings.allow_origin, settings.token)
+        return AccessPolicy.from_config(
+            settings.allow,
+            settings.allow_origin,
+            settings.token,
+            listen_host=parse_host_port(settings.listen, DEFAULT_PORT)[0],
+        )
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
 

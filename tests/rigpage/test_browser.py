@@ -9,16 +9,9 @@ import trio
 
 from drivers.base import DeviceError
 from drivers.fake import ANGLES, FakeManipulator, FakePlatform
-from ephysd.app import Daemon
 from tests.daemon.e2e import live_client, running_daemon, url_of
 from tests.rigpage.browser import Browser, open_browser
 from tests.service.sio import sio_client
-
-
-def allow_the_page(daemon: Daemon) -> None:
-    """Let the page's own origin in (same-origin requests, until the daemon allows them itself)."""
-    assert daemon.access is not None
-    daemon.access.update_origins([url_of(daemon)])
 
 
 async def cell(browser: Browser, manipulator_id: str, column: int) -> str | None:
@@ -53,7 +46,6 @@ async def test_the_page_follows_a_moving_probe_and_its_stop_all_stops_the_contro
 ) -> None:
     platform = FakePlatform()
     async with running_daemon(platform) as daemon, open_browser() as browser:
-        allow_the_page(daemon)
         url = url_of(daemon)
         await browser.get(url + "/")
 
@@ -127,7 +119,6 @@ async def test_the_page_shows_names_and_errors_as_text_never_as_markup(tmp_path:
         sio_client(daemon.address[1] if daemon.address else 0) as controller,
         open_browser() as browser,
     ):
-        allow_the_page(daemon)
         answer = json.loads(await controller.call("get_angles", HOSTILE_ID))
         error = f"DeviceError: {HOSTILE_ERROR}"
         assert answer["Error"] == error

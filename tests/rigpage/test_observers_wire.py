@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from drivers.fake import FakePlatform
+from ephysd.api import EPHYS_LINK_API_VERSION
 from ephysd.config import Limits
 from ephysd.observers import READ_ONLY
 from tests.daemon.e2e import run_client, running_daemon, url_of
@@ -46,7 +47,7 @@ async def test_eight_observers_and_then_pinpoint_as_controller_are_served_at_onc
             '{"Position":{"x":1.0,"y":0.0,"z":0.0,"w":0.0},"Error":""}'
         )
         for observer in observers:
-            assert await observer.call("get_version") == "2.3.0"
+            assert await observer.call("get_version") == EPHYS_LINK_API_VERSION
         # The one-controller rule is unchanged for everyone else.
         with pytest.raises(Refused, match="is already connected and controls this rig"):
             async with sio_client(port):
@@ -69,7 +70,7 @@ async def test_an_observer_past_the_limit_is_refused_and_the_limit_is_configurab
                 pass
         # A controller is still welcome.
         controller = await stack.enter_async_context(sio_client(port_of(daemon)))
-        assert await controller.call("get_version") == "2.3.0"
+        assert await controller.call("get_version") == EPHYS_LINK_API_VERSION
 
 
 async def test_observers_read_like_anyone_and_are_refused_every_change_in_its_shape() -> None:
@@ -162,7 +163,7 @@ async def test_an_observer_leaving_neither_stops_motion_nor_frees_control() -> N
         trio.open_nursery() as nursery,
     ):
         async with sio_client(port_of(daemon), OBSERVER) as observer:
-            assert await observer.call("get_version") == "2.3.0"
+            assert await observer.call("get_version") == EPHYS_LINK_API_VERSION
             send, answer = trio.open_memory_channel[Any](1)
 
             async def short_move() -> None:
@@ -183,7 +184,7 @@ async def test_observers_must_bring_the_token_and_name_a_known_role() -> None:
             async with sio_client(port, OBSERVER):
                 pass
         async with sio_client(port, {"role": "observer", "token": "s3cret"}) as observer:
-            assert await observer.call("get_version") == "2.3.0"
+            assert await observer.call("get_version") == EPHYS_LINK_API_VERSION
             assert daemon.policy is not None and daemon.policy.controller is None
         with pytest.raises(Refused, match="Unknown role 'admin'"):
             async with sio_client(port, {"role": "admin", "token": "s3cret"}):

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ephysd.api import EPHYS_LINK_API_VERSION
 from ephysd.page import FILES, page_file
 from tests.daemon.e2e import running_daemon, url_of
 from tests.service.sio import Refused, sio_client
@@ -48,7 +49,7 @@ async def test_the_page_and_every_file_it_names_are_served_on_the_daemons_own_po
             assert asset.headers["content-type"].startswith(kind)
         # The Socket.IO API still answers on the same port.
         async with sio_client(port_of(daemon)) as client:
-            assert await client.call("get_version") == "2.3.0"
+            assert await client.call("get_version") == EPHYS_LINK_API_VERSION
 
 
 async def test_the_page_allows_nothing_from_elsewhere_and_no_framing() -> None:
@@ -120,9 +121,16 @@ async def test_the_page_obeys_the_origin_rule_and_the_allow_list() -> None:
                 pass
 
 
-async def test_an_observer_from_a_foreign_page_is_refused() -> None:
+async def test_an_observer_from_a_foreign_page_is_refused_and_from_the_page_itself_welcome() -> (
+    None
+):
+    """No --allow-origin needed for the page: its own origin is the daemon's address."""
     async with running_daemon() as daemon:
         with pytest.raises(Refused) as refused:
             async with sio_client(port_of(daemon), {"role": "observer"}, "https://evil.example"):
                 pass
         assert refused.value.status == 403
+        own = url_of(daemon)
+        assert (await fetch(own + "/rig.js", origin=own)).status_code == 200
+        async with sio_client(port_of(daemon), {"role": "observer"}, own) as observer:
+            assert await observer.call("get_version") == EPHYS_LINK_API_VERSION
