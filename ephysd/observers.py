@@ -153,6 +153,8 @@ class Observers:
 
     def admit(self, sid: str, peer: str, label: str) -> str | None:
         """Add an observer; the refusal text when there are already ``limit`` of them."""
+        if self.limit == 0:
+            return "This daemon takes no observers (limits.max_observers is 0)."
         if len(self._by_sid) >= self.limit:
             return f"Too many observers ({self.limit} already watch this rig); try again later."
         self._by_sid[sid] = Observer(sid, peer, label, self._new_limiter())

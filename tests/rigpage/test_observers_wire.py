@@ -12,7 +12,7 @@ import trio
 
 from drivers.fake import FakePlatform
 from ephysd.api import EPHYS_LINK_API_VERSION
-from ephysd.config import Limits
+from ephysd.config import ConfigError, Limits, build_settings
 from ephysd.observers import READ_ONLY
 from tests.daemon.e2e import run_client, running_daemon, url_of
 from tests.service.sio import Refused, SioClient, sio_client
@@ -254,3 +254,9 @@ async def test_rig_state_shows_positions_states_flags_errors_and_the_controller(
             assert state["Manipulators"][5]["LastError"].startswith("Manipulator 5 did not reach")
         state = await seen(lambda s: s["Controller"] is None)
         assert state["Manipulators"][5]["State"] == "idle"
+
+
+def test_a_negative_observer_limit_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="max_observers must be >= 0"):
+        build_settings({"limits": {"max_observers": -1}}, {})
+    assert build_settings({"limits": {"max_observers": 0}}, {}).limits.max_observers == 0
