@@ -174,7 +174,8 @@ async def measure(
     await client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=10)
     controller = Controller(client)
     figures: dict[str, dict[str, list[float]]] = {
-        name: {"cpu": [], "rate": [], "pushes": []} for name in ("none", "observers")
+        name: {"cpu": [], "rate": [], "pushes": [], "poll_cpu": [], "per_read": []}
+        for name in ("none", "observers")
     }
     movers = [asyncio.ensure_future(controller.keep_moving(m)) for m in MANIPULATORS]
     loop = asyncio.get_running_loop()
@@ -187,17 +188,21 @@ async def measure(
                 with Observers(port, count) as observers:
                     await asyncio.sleep(0.5)
                     cpu = await loop.run_in_executor(None, cpu_over, pid, args.seconds)
-                    started = time.perf_counter()
+                    started, cpu_before = time.perf_counter(), cpu_seconds(pid)
                     served = await controller.poll(args.seconds)
-                    rate = served / (time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
+                    busy = cpu_seconds(pid) - cpu_before
+                    rate = served / elapsed
                     events, connected = observers.report()
                 figures[name]["cpu"].append(cpu)
                 figures[name]["rate"].append(rate)
+                figures[name]["poll_cpu"].append(100 * busy / elapsed)
+                figures[name]["per_read"].append(1e6 * busy / served if served else float("nan"))
                 if events:
                     figures[name]["pushes"].append(sum(events) / len(events) / connected)
                 print(
                     f"  round {round_ + 1} {name:9s}: daemon CPU {cpu:5.1f}% of a core while"
-                    f" moving; polling served {rate:8,.0f}/s"
+                    f" moving; polling served {rate:8,.0f}/s at {100 * busy / elapsed:4.1f}% CPU"
                     + (f"; {min(events)}-{max(events)} rig_state each" if events else ""),
                     flush=True,
                 )
@@ -264,6 +269,12 @@ def main(argv: list[str]) -> int:
     print(
         f"Pinpoint-shaped polling (median): {median(none['rate']):,.0f}/s without observers,"
         f" {median(watched['rate']):,.0f}/s with; loss {loss:.1f}% (target < 10%)"
+    )
+    print(
+        f"daemon CPU while polling (median): {median(none['poll_cpu']):.1f}% of a core without"
+        f" observers, {median(watched['poll_cpu']):.1f}% with; per served read"
+        f" {median(none['per_read']):.0f} us vs {median(watched['per_read']):.0f} us"
+        " (the load-independent view of the same question)"
     )
     return 0
 
