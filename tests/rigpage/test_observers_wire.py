@@ -260,3 +260,14 @@ def test_a_negative_observer_limit_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match="max_observers must be >= 0"):
         build_settings({"limits": {"max_observers": -1}}, {})
     assert build_settings({"limits": {"max_observers": 0}}, {}).limits.max_observers == 0
+
+
+def test_an_observers_jackhammer_is_refused_in_upstreams_jackhammer_shape() -> None:
+    """Upstream builds this answer with json.dumps' default spacing (issue 13's contract)."""
+    from ephysd.observers import read_only_answer
+
+    answer = read_only_answer("jackhammer")
+    assert answer == (
+        '{"Position": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 0.0}, "Error": "' + READ_ONLY + '"}'
+    )
+    assert json.loads(read_only_answer("some_future_event")) == {"error": READ_ONLY}
