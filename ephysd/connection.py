@@ -26,10 +26,11 @@ from typing import Any
 import trio
 
 from ephysd.api import Answer, Api
-from ephysd.config import DEFAULT_PORT, ConfigError, Settings, parse_host_port
+from ephysd.config import Settings
 from ephysd.observers import OBSERVER, Observers, RoleError, client_label, requested_role
 from ephysd.page import serve_page
-from ephysd.security import TOO_MANY_REQUESTS, AccessPolicy, PolicyError, RequestRateLimiter
+from ephysd.security import TOO_MANY_REQUESTS, AccessPolicy, RequestRateLimiter
+from ephysd.startup import access_policy
 from protocol.engineio.config import EngineIOConfig
 from protocol.server import ConnectRefused, ServerConfig, SocketIOServer
 from protocol.transport import RequestInfo
@@ -140,18 +141,6 @@ class ControlPolicy:
             self._limiter = None
             self._free.set()
         await self._announce(None)
-
-
-def access_policy(settings: Settings) -> AccessPolicy:
-    try:
-        return AccessPolicy.from_config(
-            settings.allow,
-            settings.allow_origin,
-            settings.token,
-            listen_host=parse_host_port(settings.listen, DEFAULT_PORT)[0],
-        )
-    except PolicyError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def server_config(settings: Settings) -> ServerConfig:

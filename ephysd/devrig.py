@@ -18,10 +18,9 @@ from contextlib import asynccontextmanager
 import trio
 
 from ephysd.app import Daemon, url_host
-from ephysd.cli import exit_status, parse_settings, platform_options
+from ephysd.cli import build_daemon, exit_status, parse_settings
 from ephysd.errors import StartupError
 from ephysd.logging_setup import configure_logging
-from ephysd.platforms import create_platform
 
 SIMULATED_BRIDGES = 2
 SIM_START_TIMEOUT_S = 10.0
@@ -115,11 +114,7 @@ async def _serve(argv: list[str], use_fake: bool) -> None:
 async def _run_daemon(argv: list[str], rig: str, manipulator_id: str) -> None:
     settings = parse_settings(argv)
     configure_logging(settings.debug)
-    daemon = Daemon(
-        settings,
-        create_platform(settings.platform, platform_options(settings)),
-        handle_signals=True,
-    )
+    daemon = build_daemon(settings, handle_signals=True)
 
     async def print_banner(daemon: Daemon) -> None:
         assert daemon.address is not None
@@ -135,7 +130,7 @@ def run(argv: Sequence[str]) -> int:
     use_fake = "--fake" in args
     if use_fake:
         args.remove("--fake")
-    return exit_status(lambda: trio.run(_serve, args, use_fake), config_error_status=2)
+    return exit_status(lambda: trio.run(_serve, args, use_fake))
 
 
 if __name__ == "__main__":

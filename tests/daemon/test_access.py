@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from drivers.base import PlatformConfigError
 from ephysd.cli import parse_settings
-from ephysd.config import Limits, Settings, estop_device
+from ephysd.config import ConfigError, Limits, Settings, estop_device
+from ephysd.logging_setup import configure_logging
 from tests.daemon.e2e import run_client, run_sync_client, running_daemon, url_of
 
 
@@ -124,3 +127,43 @@ async def test_reload_applies_new_origins() -> None:
         await daemon.reload()
         assert daemon.access.origin_allowed("https://b.example")
         assert not daemon.access.origin_allowed("https://a.example")
+
+
+# Each follows "debug = true" and a good new origin; every one has one error.
+NEW_ORIGIN = 'allow_origin = ["https://b.example"]\n'
+BAD_RELOADS = {
+    "a bad origin after a good one": 'allow_origin = ["https://b.example", "nonsense"]\n',
+    "an empty token": NEW_ORIGIN + 'token = ""\n',
+    "a serial platform without a port": NEW_ORIGIN + 'platform = "newscale"\n',
+    "a limit out of range": NEW_ORIGIN + "[limits]\nmax_connections = 0\n",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_RELOADS.values(), ids=BAD_RELOADS.keys())
+async def test_a_reload_with_any_error_in_the_file_applies_none_of_it(
+    bad: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "ephysd.toml"
+    config.write_text('allow_origin = ["https://a.example"]\n')
+
+    def reread() -> Settings:
+        return parse_settings(["--config", str(config), "--listen", "127.0.0.1:0"])
+
+    configure_logging(False)
+    async with running_daemon(
+        allow_origin=("https://a.example",), reload_settings=reread
+    ) as daemon:
+        before = daemon.settings
+        config.write_text("debug = true\n" + bad)
+        with pytest.raises((ConfigError, PlatformConfigError)):
+            await daemon.reload()
+        assert logging.getLogger().level == logging.INFO
+        assert daemon.access.origin_allowed("https://a.example")
+        assert not daemon.access.origin_allowed("https://b.example")
+        assert daemon.settings == before
+        # The same file, mended, is applied whole.
+        config.write_text("debug = true\n" + NEW_ORIGIN)
+        await daemon.reload()
+        assert logging.getLogger().level == logging.DEBUG
+        assert daemon.access.origin_allowed("https://b.example")
+        assert daemon.settings.debug and daemon.settings.allow_origin == ("https://b.example",)

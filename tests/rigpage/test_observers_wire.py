@@ -257,7 +257,7 @@ async def test_rig_state_shows_positions_states_flags_errors_and_the_controller(
 
 
 def test_a_negative_observer_limit_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigError, match="max_observers must be >= 0"):
+    with pytest.raises(ConfigError, match=r"limits.max_observers: Expected `int` >= 0"):
         build_settings({"limits": {"max_observers": -1}}, {})
     assert build_settings({"limits": {"max_observers": 0}}, {}).limits.max_observers == 0
 
