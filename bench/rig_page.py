@@ -17,11 +17,11 @@ In each condition, two phases of ``--seconds`` each:
    and nobody polls, so the publisher reads every device itself and pushes
    every change: the worst case for pushes. The difference between the
    conditions is what the observers cost, in % of one core (target < 5%).
-2. *Pinpoint-shaped polling*: the shape of ``bench/pinpoint_load.py``
-   (issue 13): each of the 8 manipulators polled back to back with one
-   ``get_position`` in flight, python-socketio's AsyncClient over WebSocket.
-   Every answer is checked (a position, empty Error); the served rate with
-   observers must lose less than 10% against the rate without.
+2. *Pinpoint-shaped polling*: ``bench/pinpoint_load.py``'s own load (each of
+   the 8 manipulators polled back to back with one ``get_position`` in
+   flight, python-socketio's AsyncClient over WebSocket, every answer
+   checked) on the same client; the served rate with observers must lose
+   less than 10% against the rate without.
 
 Figures are printed, never asserted; exit status 1 if an answer was wrong or
 a client failed.
@@ -39,7 +39,6 @@ from typing import Any
 
 import socketio
 from _common import (
-    REPO_DIR,
     BenchError,
     ServerSpec,
     cpu_seconds,
@@ -50,9 +49,8 @@ from _common import (
     running,
 )
 from _rawws import ClientError, RawSioClient
+from pinpoint_load import MANIPULATORS, Tally, load
 
-EPHYSD_CONFIG = REPO_DIR / "bench" / "ephysd-bench.toml"
-MANIPULATORS = [str(i) for i in range(8)]
 TRAVEL_MM = 15.0
 MOVE_SPEED = 1.0
 ANSWER_TIMEOUT_S = 5.0
@@ -118,10 +116,11 @@ class Observers:
 
 
 class Controller:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, pid: int) -> None:
         self.client = client
+        self.pid = pid
         self.wrong: list[str] = []
-        # Every x the polling saw per manipulator: proof that the probes moved.
+        # Every x seen per manipulator: proof that the probes moved.
         self.seen_x: dict[str, set[float]] = {m: set() for m in MANIPULATORS}
 
     async def keep_moving(self, manipulator_id: str) -> None:
@@ -138,26 +137,20 @@ class Controller:
                 self.wrong.append(f"set_position: {answer[:200]}")
             x = 0.0 if x else TRAVEL_MM
 
-    async def poll(self, seconds: float) -> int:
-        """Pinpoint's shape: every manipulator polled back to back, one read in flight each."""
-        served = 0
-        deadline = time.perf_counter() + seconds
+    async def poll(self, seconds: float) -> Tally:
+        """pinpoint_load's polling for ``seconds``; positions noted before and after."""
+        await self.note_positions()
+        tally = Tally("ephysd", pid=self.pid)
+        await load(self.client, seconds, tally)
+        if tally.errors or tally.failure:
+            self.wrong.append(f"get_position: {tally.errors} errors, e.g. {tally.first_error!r}")
+        await self.note_positions()
+        return tally
 
-        async def poll_one(manipulator_id: str) -> None:
-            nonlocal served
-            while time.perf_counter() < deadline:
-                answer = await self.client.call(
-                    "get_position", manipulator_id, timeout=ANSWER_TIMEOUT_S
-                )
-                decoded = json.loads(answer)
-                if decoded.get("Error") != "" or set(decoded.get("Position", {})) != set("xyzw"):
-                    self.wrong.append(f"get_position: {answer[:200]}")
-                    continue
-                self.seen_x[manipulator_id].add(decoded["Position"]["x"])
-                served += 1
-
-        await asyncio.gather(*(poll_one(m) for m in MANIPULATORS))
-        return served
+    async def note_positions(self) -> None:
+        for manipulator_id in MANIPULATORS:
+            answer = await self.client.call("get_position", manipulator_id, timeout=5)
+            self.seen_x[manipulator_id].add(json.loads(answer)["Position"]["x"])
 
 
 def cpu_over(pid: int, seconds: float) -> float:
@@ -172,7 +165,7 @@ async def measure(
 ) -> dict[str, dict[str, list[float]]]:
     client = socketio.AsyncClient(reconnection=False)
     await client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=10)
-    controller = Controller(client)
+    controller = Controller(client, pid)
     figures: dict[str, dict[str, list[float]]] = {
         name: {"cpu": [], "rate": [], "pushes": [], "poll_cpu": [], "per_read": []}
         for name in ("none", "observers")
@@ -188,11 +181,9 @@ async def measure(
                 with Observers(port, count) as observers:
                     await asyncio.sleep(0.5)
                     cpu = await loop.run_in_executor(None, cpu_over, pid, args.seconds)
-                    started, cpu_before = time.perf_counter(), cpu_seconds(pid)
-                    served = await controller.poll(args.seconds)
-                    elapsed = time.perf_counter() - started
-                    busy = cpu_seconds(pid) - cpu_before
-                    rate = served / elapsed
+                    tally = await controller.poll(args.seconds)
+                    served, elapsed, busy = tally.served, tally.seconds, tally.server_cpu_s
+                    rate = tally.served_per_s
                     events, connected = observers.report()
                 figures[name]["cpu"].append(cpu)
                 figures[name]["rate"].append(rate)
@@ -235,7 +226,7 @@ def main(argv: list[str]) -> int:
         parser.error("--seconds 1..120, --rounds 1..20, --observers 1..64")
     port = free_port()
     argv_ = [sys.executable, "-m", "ephysd.cli", "--platform", "fake"]
-    argv_ += ["--listen", f"127.0.0.1:{port}", "--config", str(EPHYSD_CONFIG)]
+    argv_ += ["--listen", f"127.0.0.1:{port}"]  # default settings, as Pinpoint meets them
     spec = ServerSpec("ephysd (fake)", argv_, port)
     print(f"rig_page: {machine_conditions()}")
     print(

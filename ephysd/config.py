@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ephysd.platforms import PLATFORM_NAMES
+from ephysd.security import DEFAULT_BURST, DEFAULT_RATE_PER_S
 
 DEFAULT_PORT = 3000
 DEFAULT_PROXY_ADDRESS = "proxy2.virtualbrainlab.org"
@@ -43,9 +44,11 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_connections: Count = 16
     # Largest message or HTTP body accepted from a client, in bytes.
     max_payload: Payload = 65536
-    # Requests per second per connection, sustained and burst; stops are never limited.
-    rate: Rate = 1000.0
-    burst: Burst = 1000.0
+    # The request budget of the controller and of each observer: requests per
+    # second, sustained and saved up. A client over it is slowed down, never
+    # refused; stops never wait.
+    rate: Rate = DEFAULT_RATE_PER_S
+    burst: Burst = DEFAULT_BURST
     # Read-only clients (the rig page, auth {"role": "observer"}) served next
     # to the controller; each also needs an Engine.IO session (max_connections).
     # 0: no observers.

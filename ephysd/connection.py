@@ -13,8 +13,9 @@ working.
 When the controller leaves (closed, crashed, cable pulled: the heartbeat
 notices within ping interval + ping timeout) every motion is stopped *before*
 control is freed, so the next client never starts a move that the clean-up
-then cancels. Each connection has a request budget; ``stop``/``stop_all`` are
-never limited.
+then cancels. Each connection has a request budget: a request over it waits
+for budget before it is served (never answered with an error), while
+``stop``, ``stop_all`` and ``abort_jackhammer`` never wait.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from ephysd.api import Answer, Api
 from ephysd.config import Settings
 from ephysd.observers import OBSERVER, Observers, RoleError, client_label, requested_role
 from ephysd.page import serve_page
-from ephysd.security import TOO_MANY_REQUESTS, AccessPolicy, RequestRateLimiter
+from ephysd.security import (
+    DEFAULT_BURST,
+    DEFAULT_RATE_PER_S,
+    NEVER_LIMITED,
+    TOO_MANY_REQUESTS,
+    AccessPolicy,
+    RequestRateLimiter,
+)
 from ephysd.startup import access_policy
 from protocol.engineio.config import EngineIOConfig
 from protocol.server import ConnectRefused, ServerConfig, SocketIOServer
@@ -47,8 +55,8 @@ class ControlPolicy:
         *,
         stop_on_disconnect: bool = True,
         access: AccessPolicy | None = None,
-        rate: float = 1000.0,
-        burst: float = 1000.0,
+        rate: float = DEFAULT_RATE_PER_S,
+        burst: float = DEFAULT_BURST,
         max_observers: int = 8,
     ) -> None:
         self._stop_all = stop_all
@@ -57,7 +65,7 @@ class ControlPolicy:
         self._rate = rate
         self._burst = burst
         self.observers = Observers(
-            max_observers, lambda: RequestRateLimiter(self._rate, self._burst).allow
+            max_observers, lambda: RequestRateLimiter(self._rate, self._burst).delay_s
         )
         self.controller: str | None = None
         self._peer = ""
@@ -83,13 +91,15 @@ class ControlPolicy:
         """Return once no client holds control (after its clean-up finished)."""
         await self._free.wait()
 
-    def allow(self, sid: str, event: str) -> bool:
-        """Whether ``sid`` may make this request now (rate limit; stops always pass)."""
+    def admit(self, sid: str, event: str) -> float | None:
+        """How long this request of ``sid`` must wait for its budget (0.0: serve
+        it now), or None when ``sid`` neither holds control nor observes (stops
+        from anyone still pass). Each observer has a budget of its own."""
         if sid in self.observers:
-            return self.observers.allow(sid, event)
+            return self.observers.delay_s(sid, event)
         if sid != self.controller or self._limiter is None:
-            return event in ("stop", "stop_all")
-        return self._limiter.allow(event)
+            return 0.0 if event in NEVER_LIMITED else None
+        return self._limiter.delay_s(event)
 
     async def on_connect(self, sid: str, auth: Any, request: RequestInfo) -> None:
         peer = f"{request.remote_host}:{request.remote_port}"
@@ -183,8 +193,13 @@ def build_server(
     observers = policy.observers
 
     async def on_event(sid: str, event: str, *args: Any) -> Answer:
-        if not policy.allow(sid, event):
+        wait_s = policy.admit(sid, event)
+        if wait_s is None:
             return TOO_MANY_REQUESTS
+        if wait_s:
+            # Over budget: slowed down, never refused. Only this request waits,
+            # on its own handler task; the client's later stops are still read.
+            await trio.sleep(wait_s)
         if sid in observers:
             return await observers.answer(api, sid, event, args)
         return await api.answer(event, args)

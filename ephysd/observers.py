@@ -29,6 +29,7 @@ from ephysd.models import (
     BooleanStateResponse,
     PositionalResponse,
     SetDepthResponse,
+    jackhammer_answer,
     to_json,
 )
 
@@ -59,18 +60,12 @@ READ_ONLY: Final = (
 )
 
 
-def _jackhammer_refusal(error: str) -> str:
-    # Upstream builds the jackhammer answer with json.dumps' default spacing.
-    position = {"x": 0.0, "y": 0.0, "z": 0.0, "w": 0.0}
-    return json.dumps({"Position": position, "Error": error})
-
-
 # Each event that changes the rig, and its usual answer carrying an error.
 _REFUSALS: Final[dict[str, Callable[[str], str]]] = {
     "set_position": lambda error: to_json(PositionalResponse(error=error)),
     "set_depth": lambda error: to_json(SetDepthResponse(error=error)),
     "set_inside_brain": lambda error: to_json(BooleanStateResponse(error=error)),
-    "jackhammer": _jackhammer_refusal,
+    "jackhammer": lambda error: jackhammer_answer(None, error),
 }
 
 
@@ -113,13 +108,16 @@ class Observer:
     observer's sender.
     """
 
-    __slots__ = ("allow", "gone", "label", "peer", "pending", "sid", "wake")
+    __slots__ = ("delay_s", "gone", "label", "peer", "pending", "sid", "wake")
 
-    def __init__(self, sid: str, peer: str, label: str, allow: Callable[[str], bool]) -> None:
+    def __init__(
+        self, sid: str, peer: str, label: str, delay_s: Callable[[str], float]
+    ) -> None:
         self.sid = sid
         self.peer = peer
         self.label = label
-        self.allow = allow
+        # This observer's request budget: how long a request must wait for it.
+        self.delay_s = delay_s
         self.pending: str | None = None
         self.wake = trio.Event()
         self.gone = False
@@ -136,7 +134,7 @@ class Observer:
 class Observers:
     """The connected observers, at most ``limit`` of them."""
 
-    def __init__(self, limit: int, new_limiter: Callable[[], Callable[[str], bool]]) -> None:
+    def __init__(self, limit: int, new_limiter: Callable[[], Callable[[str], float]]) -> None:
         self.limit = limit
         self._new_limiter = new_limiter
         self._by_sid: dict[str, Observer] = {}
@@ -178,8 +176,9 @@ class Observers:
         """Return once at least one observer is connected."""
         await self._someone.wait()
 
-    def allow(self, sid: str, event: str) -> bool:
-        return self._by_sid[sid].allow(event)
+    def delay_s(self, sid: str, event: str) -> float:
+        """How long this observer's request must wait for its budget (stops never wait)."""
+        return self._by_sid[sid].delay_s(event)
 
     async def answer(self, api: Api, sid: str, event: str, args: Sequence[Any]) -> Answer:
         """An observer's event: reads and stops as anyone's, the rest refused."""

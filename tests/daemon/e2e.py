@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -142,3 +142,21 @@ async def read_until(stream: trio.abc.ReceiveStream, marker: bytes) -> bytes:
         assert chunk, seen
         seen += chunk
     return seen
+
+
+@asynccontextmanager
+async def in_background(
+    call: Callable[[], Awaitable[str]], under_way_s: float = 0.4, timeout_s: float = 10
+) -> AsyncIterator[list[str]]:
+    """Start ``call`` (a motion, say), enter the block once it is under way, and
+    leave only when it has answered; the yielded list then holds its answer."""
+    answers: list[str] = []
+
+    async def run() -> None:
+        answers.append(await call())
+
+    with trio.fail_after(timeout_s):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            await trio.sleep(under_way_s)
+            yield answers
