@@ -262,12 +262,20 @@ def test_a_negative_observer_limit_is_a_configuration_error() -> None:
     assert build_settings({"limits": {"max_observers": 0}}, {}).limits.max_observers == 0
 
 
-def test_an_observers_jackhammer_is_refused_in_upstreams_jackhammer_shape() -> None:
-    """Upstream builds this answer with json.dumps' default spacing (issue 13's contract)."""
-    from ephysd.observers import read_only_answer
+async def test_an_observers_jackhammer_is_refused_in_the_jackhammer_answers_own_shape() -> None:
+    async with (
+        running_daemon() as daemon,
+        sio_client(port_of(daemon)) as controller,
+        sio_client(port_of(daemon), OBSERVER) as observer,
+    ):
+        request = json.dumps({"ManipulatorId": "99"})
+        unknown = await controller.call("jackhammer", request)
+        refused = await observer.call("jackhammer", request)
+        assert json.loads(refused)["Error"] == READ_ONLY
+        # Key for key and spacing for spacing the API's own jackhammer answer.
+        error = json.loads(unknown)["Error"]
+        assert refused == unknown.replace(json.dumps(error), json.dumps(READ_ONLY))
+        assert await observer.call("abort_jackhammer") == await controller.call("abort_jackhammer")
+        from ephysd.observers import read_only_answer
 
-    answer = read_only_answer("jackhammer")
-    assert answer == (
-        '{"Position": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 0.0}, "Error": "' + READ_ONLY + '"}'
-    )
-    assert json.loads(read_only_answer("some_future_event")) == {"error": READ_ONLY}
+        assert json.loads(read_only_answer("some_future_event")) == {"error": READ_ONLY}
