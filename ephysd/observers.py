@@ -110,9 +110,7 @@ class Observer:
 
     __slots__ = ("delay_s", "gone", "label", "peer", "pending", "sid", "wake")
 
-    def __init__(
-        self, sid: str, peer: str, label: str, delay_s: Callable[[str], float]
-    ) -> None:
+    def __init__(self, sid: str, peer: str, label: str, delay_s: Callable[[str], float]) -> None:
         self.sid = sid
         self.peer = peer
         self.label = label
