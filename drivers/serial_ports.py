@@ -9,7 +9,14 @@ created, before any port is opened, so a typo ends the daemon with exit status
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+import msgspec
+
 from drivers.base import PlatformConfigError
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 def parse_port_specs(ports: tuple[str, ...], platform: str) -> list[tuple[str, str]]:
@@ -30,3 +37,28 @@ def parse_port_specs(ports: tuple[str, ...], platform: str) -> list[tuple[str, s
         if duplicates:
             raise PlatformConfigError(f"--port: {what} given twice: {', '.join(duplicates)}")
     return parsed
+
+
+def manipulator_settings(
+    tables: Mapping[str, Mapping[str, Any]], names: Iterable[str], kind: type[S], platform: str
+) -> dict[str, S]:
+    """The config file's ``[manipulators.NAME]`` tables as ``kind``, one per name in ``names``.
+
+    ``kind`` should forbid unknown fields, so a misspelt key is an error rather
+    than a silently ignored setting; a table for a name no ``--port`` gives is
+    one too. A name without a table gets ``kind``'s defaults.
+    """
+    known = list(names)
+    strangers = sorted(set(tables) - set(known))
+    if strangers:
+        raise PlatformConfigError(
+            f"[manipulators.{strangers[0]}]: no --port is named {strangers[0]!r} "
+            f"(--platform {platform} has {', '.join(known)})"
+        )
+    settings: dict[str, S] = {}
+    for name in known:
+        try:
+            settings[name] = msgspec.convert(dict(tables.get(name, {})), kind)
+        except msgspec.ValidationError as exc:
+            raise PlatformConfigError(f"[manipulators.{name}]: {exc}") from None
+    return settings

@@ -29,6 +29,7 @@ import trio
 from drivers.base import DeviceError, Manipulator, Platform, PlatformConfigError
 from ephysd.config import ConfigError, Settings, estop_device, listen_address
 from ephysd.platforms import SERIAL_PLATFORMS
+from ephysd.ports import NEWSCALE_BRIDGE_IDS, PortLike, system_ports
 from ephysd.security import AccessPolicy, PolicyError, parse_networks, peer_address
 from ephysd.startup import locate_estop, prepare
 
@@ -140,6 +141,32 @@ def check_serial_device(spec: str) -> Finding:
         return Finding(False, subject, busy)
     real = os.path.realpath(device)
     return Finding(True, subject, "present" + (f" ({real})" if real != device else ""))
+
+
+def check_newscale_bridge(spec: str, ports: Sequence[PortLike]) -> Finding | None:
+    """Is ``DEVICE`` (or ``NAME=DEVICE``) a New Scale bridge by its USB id? None: not USB.
+
+    A bridge is 10c4:ea61 as shipped (the mode Pathway and Pathfinder need)
+    or 10c4:ea60 in COM-port mode; Linux serves both as /dev/ttyUSB*. Another
+    id is only a warning: the handshake is what decides.
+    """
+    _, sep, device = spec.partition("=")
+    device = device if sep else spec
+    real = os.path.realpath(device)
+    port = next((p for p in ports if os.path.realpath(p.device) == real), None)
+    if port is None or port.vid is None:
+        return None  # not a USB serial port (a simulator's pty, say)
+    usb_id = f"{port.vid:04x}:{port.pid or 0:04x}"
+    if (port.vid, port.pid) in NEWSCALE_BRIDGE_IDS:
+        mode = "COM-port mode" if port.pid == 0xEA60 else "USBXpress mode"
+        return Finding(True, f"port {device}", f"New Scale bridge (USB {usb_id}, {mode})")
+    known = ", ".join(f"{v:04x}:{p:04x}" for v, p in sorted(NEWSCALE_BRIDGE_IDS))
+    return Finding(
+        True,
+        f"port {device}",
+        f"USB {usb_id} is not a New Scale bridge id ({known})",
+        warning=True,
+    )
 
 
 def _held_by_another_process(device: str) -> str:
@@ -277,6 +304,9 @@ def main(argv: Sequence[str] = ()) -> int:
         service_running = not listen.ok and listen.text.startswith(_IN_USE)
     if settings.platform in SERIAL_PLATFORMS:
         findings.extend(check_serial_device(spec) for spec in settings.port)
+    if settings.platform == "newscale" and settings.port:
+        ports = system_ports()
+        findings.extend(f for spec in settings.port if (f := check_newscale_bridge(spec, ports)))
     findings.extend(check_estop(settings))
     if service_running:
         # Handshaking would share the devices with the running daemon (and

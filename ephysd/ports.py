@@ -2,8 +2,10 @@
 
 A rig PC has several USB serial adapters and their ``/dev/ttyUSB*`` numbers
 change with plug order. This lists every port, marks the ones that look like
-New Scale M3-USB-3:1-EP bridges (Silicon Labs CP210x, VID 0x10C4 PID 0xEA60)
-and Arduino e-stop buttons, and shows a stable name to put in the
+New Scale M3-USB-3:1-EP bridges (Silicon Labs CP210x, VID 0x10C4, PID 0xEA61
+as shipped, the USBXpress mode New Scale's Pathway and Pathfinder need, or
+0xEA60 once switched to COM-port mode; Linux's cp210x driver binds both) and
+Arduino e-stop buttons, and shows a stable name to put in the
 configuration instead (``/dev/newscale-<serial>`` from our udev rule, or
 udev's ``/dev/serial/by-id/...``).
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-NEWSCALE_BRIDGE_IDS = frozenset({(0x10C4, 0xEA60)})
+NEWSCALE_BRIDGE_IDS = frozenset({(0x10C4, 0xEA60), (0x10C4, 0xEA61)})
 ARDUINO_VIDS = frozenset({0x2341, 0x2A03})
 BY_ID_DIR = Path("/dev/serial/by-id")
 # Where stable names live: systemd/99-ephysd-newscale.rules' /dev/newscale-<serial>

@@ -21,18 +21,14 @@ MAX_FRAME_BYTES = 96
 MAX_BUFFER_BYTES = 4096
 """Bound on undecoded input kept between ``receive_data`` calls."""
 
-BRIDGE_PREFIX = b"TR"
 HIGH_BIT = 0x80
+BRIDGE_FRAME_START = FRAME_START | HIGH_BIT
+BRIDGE_FRAME_END = ord("\r") | HIGH_BIT
 
 COUNTS_PER_MM = 2000
 COUNTS_PER_UM = 2
 TRAVEL_COUNTS = 30000
 """M3-LS-3.4-15: 15 mm of travel, 0 .. 30000 encoder counts."""
-
-INTERVAL_S = 0.001
-"""One interval count of the ``40`` command is 1000 us."""
-
-REGISTER_MAX_24 = (1 << 24) - 1
 
 _CODE = re.compile(rb"[0-9A-F]{2}")
 _ARG = re.compile(rb"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable, no '<' or '>'
@@ -74,7 +70,13 @@ class Frame(msgspec.Struct, frozen=True):
 
     @property
     def is_error(self) -> bool:
-        return self.code in (ILLEGAL_FORMAT, ILLEGAL_STATE) and not self.args
+        """``<23>`` or ``<24>``, with or without arguments (the code alone decides, as in
+        New Scale's library; python-newscale notes ``<24>`` may carry arguments)."""
+        return self.code in ERROR_MEANINGS
+
+    def describe_error(self) -> str:
+        """``error 24 (invalid command in this state)``: names the code and what it means."""
+        return f"error {self.code} ({ERROR_MEANINGS.get(self.code, 'unknown')})"
 
 
 class Command(msgspec.Struct, frozen=True):
@@ -83,6 +85,17 @@ class Command(msgspec.Struct, frozen=True):
     frame: Frame
     bridge: bool
     raw: bytes
+
+
+class Violation(msgspec.Struct, frozen=True):
+    """Bytes a device received that are not a command in the USB bridge's framing.
+
+    A plain ``TR`` before a bridge command is one: that prefix is the PoE
+    box's form, and what a stage link does with it is undocumented.
+    """
+
+    raw: bytes
+    reason: str
 
 
 class StageState(msgspec.Struct, frozen=True):
@@ -107,6 +120,10 @@ class StageState(msgspec.Struct, frozen=True):
 
 ILLEGAL_FORMAT = "23"
 ILLEGAL_STATE = "24"
+ERROR_MEANINGS = {
+    ILLEGAL_FORMAT: "invalid parameter or command format",
+    ILLEGAL_STATE: "invalid command in this state",
+}
 
 
 # --- encoding ---------------------------------------------------------------
@@ -142,8 +159,18 @@ def encode_stage(code: str, *args: str) -> bytes:
 
 
 def encode_bridge(code: str, *args: str) -> bytes:
-    """A command for the bridge itself: ``TR`` then the frame with every byte's high bit set."""
-    return BRIDGE_PREFIX + bytes(b | HIGH_BIT for b in encode_frame(code, *args))
+    """A command for the USB bridge itself: the frame with every byte's high bit set.
+
+    Nothing goes before it: New Scale's library and python-newscale send no
+    ``TR`` on USB (``TR<..>`` in plain text is the PoE box's form, which
+    ephysd does not speak).
+    """
+    return bytes(b | HIGH_BIT for b in encode_frame(code, *args))
+
+
+def shown(command: bytes) -> str:
+    """A command as text for a message: ``<40 000200 ...>``, bridge commands' high bits cleared."""
+    return bytes(b & ~HIGH_BIT for b in command).decode("ascii", "replace").rstrip("\r")
 
 
 def hex_int(value: int, digits: int) -> str:
@@ -164,70 +191,13 @@ def parse_hex(text: str, *, bits: int, signed: bool) -> int:
 
 
 def select_stage(address: int) -> bytes:
-    """``TR<A0 XX>``: route the following stage commands to the stage at ``address``."""
+    """``<A0 XX>`` (high bits set): the following stage commands go to the stage at ``address``."""
     return encode_bridge("A0", f"{address:02X}")
 
 
 def move_absolute(counts: int) -> bytes:
     """``<08 PPPPPPPP>``: closed-loop move to an absolute encoder count."""
     return encode_stage("08", hex_int(counts, 8))
-
-
-# --- units ------------------------------------------------------------------
-
-
-class SpeedRegisters(msgspec.Struct, frozen=True):
-    """The four fields of the ``40`` command."""
-
-    speed: int
-    cutoff: int
-    acceleration: int
-    intervals: int = 1
-
-    def args(self) -> tuple[str, str, str, str]:
-        return (
-            hex_int(self.speed, 6),
-            hex_int(self.cutoff, 6),
-            hex_int(self.acceleration, 6),
-            hex_int(self.intervals, 4),
-        )
-
-
-def speed_register(speed_um_s: float) -> int:
-    """Counts per interval * 256, as the ``40`` command's speed fields want."""
-    return round(speed_um_s * COUNTS_PER_UM * 256 * INTERVAL_S)
-
-
-def speed_registers(speed_um_s: float, accel_um_s2: float, cutoff_um_s: float) -> SpeedRegisters:
-    """Registers of the ``40`` command per the reference's units; refuses what does not fit."""
-    for name, value in (("speed", speed_um_s), ("acceleration", accel_um_s2)):
-        if not value > 0 or value == float("inf"):
-            raise CodecError(f"{name} must be a positive number, got {value!r}")
-    v = speed_register(speed_um_s)
-    if not 1 <= v <= REGISTER_MAX_24:
-        raise CodecError(f"speed {speed_um_s} um/s is outside what the stage can be told")
-    c = min(v, max(1, speed_register(cutoff_um_s)))
-    a = max(1, round(v / (speed_um_s / accel_um_s2) * INTERVAL_S))
-    if a > REGISTER_MAX_24:
-        raise CodecError(f"acceleration {accel_um_s2} um/s^2 does not fit in 24 bits")
-    return SpeedRegisters(speed=v, cutoff=c, acceleration=a)
-
-
-def speed_from_registers(args: tuple[str, ...]) -> SpeedRegisters:
-    """Parse the arguments of a ``40`` command (simulator side)."""
-    if len(args) != 4:
-        raise CodecError(f"command 40 takes 4 arguments, got {len(args)}")
-    speed, cutoff, accel = (parse_hex(a, bits=24, signed=False) for a in args[:3])
-    intervals = parse_hex(args[3], bits=16, signed=False)
-    if speed == 0 or intervals == 0:
-        raise CodecError("command 40 with a zero speed or interval count")
-    return SpeedRegisters(speed=speed, cutoff=cutoff, acceleration=accel, intervals=intervals)
-
-
-def registers_speed_um_s(regs: SpeedRegisters) -> float:
-    """Speed in um/s that a ``40`` command asks for (counts per interval * 256 over intervals)."""
-    counts_per_s = regs.speed / 256 / (regs.intervals * INTERVAL_S)
-    return counts_per_s / COUNTS_PER_UM
 
 
 # --- replies ----------------------------------------------------------------
@@ -337,9 +307,14 @@ class ReplyDecoder:
 
 
 class CommandDecoder:
-    """Device side: the host's byte stream -> plain stage commands and ``TR`` bridge commands.
+    """Device side: the host's byte stream -> stage commands, bridge commands and violations.
 
-    Used by the simulator; the same resynchronisation rules as :class:`ReplyDecoder`.
+    Used by the simulator. A stage command is plain ``<..>\r``; a bridge
+    command has every byte's high bit set, ``\r`` included, and nothing before
+    it. Anything else (bytes outside a frame such as a ``TR`` prefix, a bridge
+    frame with a plain byte in it, a frame cut short by the next one) comes out
+    as a :class:`Violation`; a well-delimited frame whose content does not
+    parse raises :class:`CodecError` (a stage answers that with ``<23>``).
     """
 
     def __init__(self) -> None:
@@ -350,41 +325,40 @@ class CommandDecoder:
         if len(self._buf) > MAX_BUFFER_BYTES:
             del self._buf[: len(self._buf) - MAX_FRAME_BYTES]
 
-    def next_command(self) -> Command | None:
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a command (bounded by MAX_BUFFER_BYTES)."""
+        return len(self._buf)
+
+    def next_command(self) -> Command | Violation | None:
+        """The next command or violation, or None when more bytes are needed."""
         buf = self._buf
-        while True:
-            plain = buf.find(b"<")
-            bridge = buf.find(BRIDGE_PREFIX + bytes([FRAME_START | HIGH_BIT]))
-            starts = [i for i in (plain, bridge) if i >= 0]
-            if not starts:
-                # Keep a trailing "T" or "TR" that may start a bridge command.
-                keep = 2 if buf.endswith(b"TR") else 1 if buf.endswith(b"T") else 0
-                del buf[: len(buf) - keep]
-                return None
-            start = min(starts)
-            del buf[:start]
-            is_bridge = buf.startswith(BRIDGE_PREFIX)
-            body_at = len(BRIDGE_PREFIX) if is_bridge else 0
-            end_byte = b"\r"[0] | (HIGH_BIT if is_bridge else 0)
-            end = buf.find(bytes([end_byte]), body_at)
-            if not is_bridge:
-                restart = min(
-                    (i for i in (buf.find(b"<", 1), buf.find(BRIDGE_PREFIX, 1)) if i > 0),
-                    default=-1,
-                )
-                if restart > 0 and (end < 0 or restart < end):
-                    del buf[:restart]
-                    continue
-            if end < 0:
-                if len(buf) > MAX_FRAME_BYTES + body_at:
-                    del buf[:1]
-                    continue
-                return None
-            raw = bytes(buf[: end + 1])
-            del buf[: end + 1]
-            body = raw[body_at:]
-            if is_bridge:
-                if not all(b & HIGH_BIT for b in body):
-                    raise CodecError(f"bridge command without high bits: {raw!r}")
-                body = bytes(b & ~HIGH_BIT for b in body)
-            return Command(frame=parse_frame(body), bridge=is_bridge, raw=raw)
+        if not buf:
+            return None
+        if buf[0] not in (FRAME_START, BRIDGE_FRAME_START):
+            starts = [i for i in (buf.find(b"<"), buf.find(bytes([BRIDGE_FRAME_START]))) if i > 0]
+            return self._take_violation(min(starts, default=len(buf)), "bytes outside a frame")
+        bridge = buf[0] == BRIDGE_FRAME_START
+        end_byte = BRIDGE_FRAME_END if bridge else ord("\r")
+        for i in range(1, min(len(buf), MAX_FRAME_BYTES + 1)):
+            byte = buf[i]
+            if byte == end_byte:
+                return self._take_command(i + 1, bridge)
+            if bridge and not byte & HIGH_BIT:
+                return self._take_violation(i, "bridge command with a byte without its high bit")
+            if not bridge and (byte == FRAME_START or byte & HIGH_BIT):
+                return self._take_violation(i, "command cut short by another")
+        if len(buf) > MAX_FRAME_BYTES:
+            return self._take_violation(MAX_FRAME_BYTES + 1, "command too long")
+        return None
+
+    def _take_violation(self, length: int, reason: str) -> Violation:
+        raw = bytes(self._buf[:length])
+        del self._buf[:length]
+        return Violation(raw=raw, reason=reason)
+
+    def _take_command(self, length: int, bridge: bool) -> Command:
+        raw = bytes(self._buf[:length])
+        del self._buf[:length]
+        body = bytes(b & ~HIGH_BIT for b in raw) if bridge else raw
+        return Command(frame=parse_frame(body), bridge=bridge, raw=raw)

@@ -16,7 +16,7 @@ import trio
 from trio_serial import SerialStream
 
 from drivers.base import DeviceError, DeviceLost
-from drivers.newscale.codec import ILLEGAL_FORMAT, ILLEGAL_STATE, CodecError, Frame, ReplyDecoder
+from drivers.newscale.codec import HIGH_BIT, CodecError, Frame, ReplyDecoder, shown
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class SerialLink:
             raise
         if timer.cancelled_caught:
             ms = timeout_s * 1000
-            raise DeviceError(f"{self.device}: no reply to {command!r} within {ms:.0f} ms")
+            raise DeviceError(f"{self.device}: no reply to {shown(command)} within {ms:.0f} ms")
         return reply
 
     def _require_open(self) -> trio.abc.Stream:
@@ -122,7 +122,7 @@ class SerialLink:
             with trio.fail_after(self.reply_timeout_s):
                 await stream.send_all(data)
         except trio.TooSlowError:
-            raise DeviceError(f"{self.device}: write of {data!r} timed out") from None
+            raise DeviceError(f"{self.device}: write of {shown(data)} timed out") from None
         except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
             await self.close()
             raise DeviceLost(f"{self.device} is gone: {exc}") from exc
@@ -140,9 +140,7 @@ class SerialLink:
             if frame is not None:
                 log.debug("%s << %s", self.device, frame)
                 code, echo = expected
-                if (frame.code == code and frame.args[: len(echo)] == echo) or (
-                    frame.code in (ILLEGAL_FORMAT, ILLEGAL_STATE) and not frame.args
-                ):
+                if (frame.code == code and frame.args[: len(echo)] == echo) or frame.is_error:
                     return frame
                 log.debug("%s: reply %s does not answer %s; skipped", self.device, frame, expected)
                 continue
@@ -158,7 +156,7 @@ class SerialLink:
 
 
 def _expected_code(command: bytes) -> str:
-    """The code the reply echoes: the two characters after ``<`` (high bit cleared)."""
-    start = command.find(b"<"[0] | 0x80) if command.startswith(b"TR") else command.find(b"<")
-    code = bytes(b & 0x7F for b in command[start + 1 : start + 3])
+    """The code the reply echoes: the two characters after ``<`` (a bridge command's high
+    bits cleared)."""
+    code = bytes(b & ~HIGH_BIT for b in command[1:3])
     return code.decode("ascii")

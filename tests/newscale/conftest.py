@@ -13,10 +13,12 @@ from drivers.newscale.sim import NewScaleSim
 
 
 @pytest.fixture
-async def sim(nursery: trio.Nursery, tmp_path: Path) -> NewScaleSim:
+async def sim(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[NewScaleSim]:
     simulator = NewScaleSim(link=str(tmp_path / "newscale-sim"))
     await nursery.start(simulator.run)
-    return simulator
+    yield simulator
+    # Every test: the driver sent nothing outside the USB bridge's framing (no "TR").
+    assert simulator.violations == []
 
 
 @pytest.fixture

@@ -11,21 +11,20 @@ from hypothesis import strategies as st
 from drivers.newscale.codec import (
     MAX_BUFFER_BYTES,
     CodecError,
+    Command,
     CommandDecoder,
     Frame,
     ReplyDecoder,
     StageState,
     Status,
+    Violation,
     encode_bridge,
     encode_frame,
     encode_stage,
     encode_state,
     move_absolute,
     parse_state,
-    registers_speed_um_s,
     select_stage,
-    speed_from_registers,
-    speed_registers,
 )
 
 
@@ -60,9 +59,10 @@ def test_absolute_move_is_32_bit_twos_complement_counts() -> None:
     assert move_absolute(-2) == b"<08 FFFFFFFE>\r"
 
 
-def test_bridge_command_is_plain_tr_then_frame_with_every_high_bit_set() -> None:
-    assert encode_bridge("01") == b"TR" + high(b"<01>\r")
-    assert select_stage(2) == b"TR" + high(b"<A0 02>\r")
+def test_bridge_command_is_the_frame_with_every_high_bit_set_and_nothing_before_it() -> None:
+    # As New Scale's library and python-newscale send it on USB: no "TR" (the PoE box's form).
+    assert encode_bridge("01") == high(b"<01>\r") == bytes.fromhex("bcb0b1be8d")
+    assert select_stage(2) == high(b"<A0 02>\r") == bytes.fromhex("bcc1b0a0b0b2be8d")
 
 
 @pytest.mark.parametrize("bad", ["8", "0g", "1a", "<1", "123"])
@@ -112,26 +112,6 @@ def test_malformed_status_reply_is_a_codec_error(frame: Frame) -> None:
         parse_state(frame)
 
 
-def test_speed_registers_follow_the_reference_units() -> None:
-    # 1 mm/s = 2000 counts/s = 2 counts per 1 ms interval, * 256 = 512.
-    regs = speed_registers(1000.0, 10000.0, 20.0)
-    assert (regs.speed, regs.cutoff, regs.acceleration, regs.intervals) == (512, 10, 5, 1)
-    assert regs.args() == ("000200", "00000A", "000005", "0001")
-    assert encode_stage("40", *regs.args()) == b"<40 000200 00000A 000005 0001>\r"
-    assert registers_speed_um_s(speed_from_registers(regs.args())) == pytest.approx(1000.0)
-
-
-def test_cutoff_speed_never_exceeds_the_speed() -> None:
-    regs = speed_registers(5.0, 10000.0, 20.0)
-    assert regs.cutoff <= regs.speed
-
-
-@pytest.mark.parametrize("speed", [0.0, -1.0, float("nan"), float("inf"), 0.1, 1e9])
-def test_speed_that_the_register_cannot_hold_is_refused(speed: float) -> None:
-    with pytest.raises(CodecError):
-        speed_registers(speed, 10000.0, 20.0)
-
-
 def test_reply_split_in_single_bytes_decodes() -> None:
     raw = b"<10 240086 00003A98 00000000>\r"
     assert decode_all([raw[i : i + 1] for i in range(len(raw))]) == [
@@ -151,8 +131,11 @@ def test_fragment_cut_by_a_new_frame_start_is_dropped() -> None:
     assert decode_all([b"<10 2400", b"<03>\r"]) == [Frame("03")]
 
 
-def test_error_replies_are_recognised() -> None:
-    assert [f.is_error for f in decode_all([b"<23>\r<24>\r<01 23>\r"])] == [True, True, False]
+def test_error_replies_are_recognised_with_or_without_arguments() -> None:
+    replies = decode_all([b"<23>\r<24>\r<01 23>\r<24 01 FF>\r<23 7>\r"])
+    assert [f.is_error for f in replies] == [True, True, False, True, True]
+    assert replies[3].describe_error() == "error 24 (invalid command in this state)"
+    assert replies[4].describe_error() == "error 23 (invalid parameter or command format)"
 
 
 def test_malformed_complete_frame_raises_and_the_next_frame_still_decodes() -> None:
@@ -191,16 +174,47 @@ def decode_tail(decoder: ReplyDecoder) -> list[Frame]:
         frames.append(frame)
 
 
-def test_device_side_decoder_tells_bridge_commands_from_stage_commands() -> None:
+def device_events(data: bytes) -> list[Command | Violation]:
     decoder = CommandDecoder()
-    decoder.receive_data(select_stage(3) + b"<10>\r" + encode_bridge("01"))
-    commands = [decoder.next_command() for _ in range(3)]
-    assert [(c.bridge, c.frame) for c in commands if c] == [
+    decoder.receive_data(data)
+    events: list[Command | Violation] = []
+    while (event := decoder.next_command()) is not None:
+        events.append(event)
+    return events
+
+
+def test_device_side_decoder_tells_bridge_commands_from_stage_commands() -> None:
+    events = device_events(select_stage(3) + b"<10>\r" + encode_bridge("01"))
+    assert [(e.bridge, e.frame) for e in events if isinstance(e, Command)] == [
         (True, Frame("A0", ("03",))),
         (False, Frame("10")),
         (True, Frame("01")),
     ]
-    assert decoder.next_command() is None
+    assert len(events) == 3
+
+
+def test_a_tr_prefix_before_a_bridge_command_is_a_violation_and_the_command_still_decodes() -> None:
+    events = device_events(b"TR" + select_stage(1) + b"TR<01>\r")
+    assert events == [
+        Violation(raw=b"TR", reason="bytes outside a frame"),
+        Command(frame=Frame("A0", ("01",)), bridge=True, raw=select_stage(1)),
+        Violation(raw=b"TR", reason="bytes outside a frame"),
+        Command(frame=Frame("01"), bridge=False, raw=b"<01>\r"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (high(b"<A0 0") + b"1>\r", "bridge command with a byte without its high bit"),
+        (high(b"<A0 01>") + b"\r", "bridge command with a byte without its high bit"),
+        (b"<10" + high(b"<01>\r"), "command cut short by another"),
+        (b"<10 1<10>\r", "command cut short by another"),
+        (b"<" + b"1" * 200, "command too long"),
+    ],
+)
+def test_broken_framing_is_a_violation_not_a_command(data: bytes, reason: str) -> None:
+    assert reason in [e.reason for e in device_events(data) if isinstance(e, Violation)]
 
 
 # --- properties -------------------------------------------------------------
@@ -251,6 +265,7 @@ def test_arbitrary_bytes_raise_nothing_but_codec_errors(chunks: list[bytes]) -> 
                     break
             except CodecError:
                 pass
+        assert decoder.buffered <= MAX_BUFFER_BYTES
 
 
 @settings(deadline=None)  # a loaded CI machine must not turn slowness into failure
@@ -266,5 +281,6 @@ def test_device_side_decoder_reads_commands_in_any_chunking(
     for chunk in data.draw(chunked(stream)):
         decoder.receive_data(chunk)
         while (command := decoder.next_command()) is not None:
+            assert isinstance(command, Command), command  # chunking never breaks the framing
             got.append((command.bridge, command.frame))
     assert got == items

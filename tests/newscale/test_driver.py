@@ -13,6 +13,8 @@ from drivers.newscale.sim import NewScaleSim
 
 HALT = b"<03>\r"
 STATUS = b"<10>\r"
+# What New Scale's library asks each stage at connect, after <01> and <20 1>.
+IDENTIFY = [b"<44>\r", b"<52>\r", b"<16 piezoq>\r", b"<12 082 02>\r"]
 
 
 def stage_frames(sim: NewScaleSim, code: bytes) -> list[tuple[int | None, bytes]]:
@@ -28,9 +30,30 @@ async def test_open_asks_bridge_firmware_then_takes_host_control_of_each_stage_i
 ) -> None:
     expected = [encode_bridge("01")]
     for address in (1, 2, 3):
-        expected += [select_stage(address), b"<01>\r", b"<20 1>\r"]
+        expected += [select_stage(address), b"<01>\r", b"<20 1>\r", *IDENTIFY, STATUS]
     assert sim.raw_frames() == expected
     assert all(s.host_control and s.closed_loop for s in sim.stages.values())
+
+
+async def test_bridge_commands_are_high_bit_frames_with_nothing_before_them(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    await manipulator.position()
+    bridge = [r.raw for r in sim.received if r.command.bridge]
+    assert bridge[:2] == [
+        bytes(b | 0x80 for b in b"<01>\r"),
+        bytes(b | 0x80 for b in b"<A0 01>\r"),
+    ]
+    assert all(byte & 0x80 for raw in bridge for byte in raw)
+    assert not any(b"TR" in raw for raw in sim.raw_frames())
+    assert sim.violations == []  # no stray byte between the frames either
+
+
+async def test_open_reads_each_stages_closed_loop_interval_from_the_stage(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    # The simulator's stages run on 156 timer ticks x 3.2 us, not python-newscale's 1 ms.
+    assert manipulator.intervals_us == pytest.approx(dict.fromkeys((1, 2, 3), 499.2))
 
 
 async def test_nothing_moves_on_open(sim: NewScaleSim, manipulator: NewScaleManipulator) -> None:
@@ -70,8 +93,10 @@ async def test_move_sets_speed_then_absolute_target_on_each_stage_and_ends_on_ta
 ) -> None:
     final = await manipulator.move_to(vec(10.0, 6.0, 4.0, 0.0), 2.0)
     assert np.allclose(final, vec(10.0, 6.0, 4.0, 9.0))
-    # 2 mm/s: V = 2000 um/s * 2 counts/um * 256 * 1 ms = 1024; A = round(1024 / 0.2 s * 1 ms) = 5
-    speed = b"<40 000400 00000A 000005 0001>\r"
+    # On the stages' 499.2 us interval, one interval (k = 1):
+    # 2 mm/s: V = round(4000 counts/s * 256 * 499.2 us) = 511 = 0x1FF (3998.6 counts/s);
+    # cutoff 0.02 mm/s: round(40 * 256 * 499.2 us) = 5; A = round(511 * 499.2 us * 10 / 2) = 1.
+    speed = b"<40 0001FF 000005 000001 0001>\r"
     assert stage_frames(sim, b"40") + stage_frames(sim, b"08") == [
         (1, speed),
         (2, speed),
@@ -137,7 +162,7 @@ async def test_depth_outside_travel_is_refused(
     assert stage_frames(sim, b"08") == []
 
 
-@pytest.mark.parametrize("speed", [0.0, -1.0, float("nan"), 0.001])
+@pytest.mark.parametrize("speed", [0.0, -1.0, float("nan"), 0.0009])
 async def test_speed_too_small_is_refused(
     sim: NewScaleSim, manipulator: NewScaleManipulator, speed: float
 ) -> None:
@@ -150,8 +175,8 @@ async def test_speed_above_the_stage_maximum_is_slowed_to_it(
     sim: NewScaleSim, manipulator: NewScaleManipulator
 ) -> None:
     await manipulator.move_to(vec(7.4, 7.5, 7.5, 0.0), 50.0)
-    # 3 mm/s: V = 1536 = 0x600
-    assert {raw for _, raw in stage_frames(sim, b"40")} == {b"<40 000600 00000A 000005 0001>\r"}
+    # 3 mm/s: V = round(6000 counts/s * 256 * 499.2 us) = 767 = 0x2FF
+    assert {raw for _, raw in stage_frames(sim, b"40")} == {b"<40 0002FF 000005 000001 0001>\r"}
 
 
 async def test_cancelled_move_halts_every_stage_and_the_stages_stop(

@@ -101,6 +101,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[list[NewScaleSim], Client]]
         await client.lines.until(re.compile(rb'"connected"'))
         try:
             yield sims, client
+            # Through the daemon too: nothing outside the USB bridge's framing (no "TR").
+            assert [sim.violations for sim in sims] == [[], []]
         finally:
             client_process.kill()
             daemon.terminate()

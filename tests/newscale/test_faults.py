@@ -10,8 +10,16 @@ import trio
 
 from drivers.base import DeviceError, DeviceLost, Vector
 from drivers.newscale.codec import encode_bridge
-from drivers.newscale.driver import NewScaleManipulator
+from drivers.newscale.driver import (
+    HALT_BUDGET_S,
+    HALT_REPLY_TIMEOUT_S,
+    HALT_TRIES,
+    STAGES,
+    NewScaleManipulator,
+)
 from drivers.newscale.sim import NewScaleSim
+from drivers.newscale.transport import IN_FLIGHT_GRACE_S, REPLY_TIMEOUT_S
+from ephysd.actor import ActorLimits
 
 FAR: Vector = (1.0, 1.0, 1.0, 0.0)
 
@@ -186,3 +194,65 @@ async def test_a_halt_whose_reply_is_lost_is_sent_again_and_the_stop_succeeds(
     halts = sum(frame == b"<03>\r" for frame in sim.raw_frames()) - halts_before
     assert halts == 4  # three stages, one of them twice
     assert sim.stages_that_received(b"<03>\r") == {1, 2, 3}
+
+
+async def test_an_illegal_command_reply_with_arguments_is_device_lost_naming_the_code(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    """python-newscale: "<24> even if it returns with arguments"; not "no reply"."""
+    sim.send_garbage_before_next_reply(b"<24 01 FF>\r")  # answers the <10> of stage 03
+    with trio.fail_after(1), pytest.raises(DeviceLost, match=r"answered error 24 \(invalid"):
+        await manipulator.move_depth(7.0, 1.0)
+    assert np.allclose(await manipulator.position(), 7.5)
+
+
+async def test_an_invalid_parameter_reply_with_arguments_is_an_error_naming_the_code(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    sim.send_garbage_before_next_reply(b"<23 7>\r")
+    with trio.fail_after(1), pytest.raises(DeviceError, match=r"answered error 23 .* to <10>"):
+        await manipulator.move_depth(7.0, 1.0)
+
+
+async def test_an_error_reply_to_a_select_is_an_error_naming_the_code(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    sim.send_garbage_before_next_reply(b"<24 01>\r")  # answers the select of stage 01
+    with trio.fail_after(1), pytest.raises(DeviceError, match=r"bridge answered error 24 .* 01"):
+        await manipulator.position()
+
+
+async def test_a_halt_is_sent_again_to_a_stage_whose_reply_is_lost_after_the_others(
+    sim: NewScaleSim, manipulator: NewScaleManipulator
+) -> None:
+    """Up to three tries, as New Scale's library re-sends; the other stages are not kept waiting."""
+    before = len(sim.received)
+    sim.stages[2].lose_replies = 2
+    with trio.fail_after(2):
+        await manipulator.halt()  # the third <03> is answered
+    halts = [r.stage for r in sim.received[before:] if r.raw == b"<03>\r"]
+    assert halts.count(2) == 3
+    assert set(halts[:3]) == {1, 2, 3}  # every stage once before stage 02 again
+
+
+async def test_a_halt_that_is_never_answered_fails_loudly_after_three_tries_each(
+    sim: NewScaleSim, manipulator: NewScaleManipulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = len(sim.received)
+    sim.stages[1].mute = True
+    unconfirmed = r"stage 01 did not confirm the halt in 3 tries: .*no reply to <03> within 60 ms"
+    with trio.fail_after(2), pytest.raises(DeviceError, match=unconfirmed):
+        await manipulator.halt()
+    halts = [r.stage for r in sim.received[before:] if r.raw == b"<03>\r"]
+    assert halts.count(1) == 3
+    assert set(halts[:3]) == {1, 2, 3}
+    assert "sending <03> again (try 3 of 3)" in caplog.text
+
+
+def test_every_halt_try_fits_in_the_halt_budget_inside_the_actors_halt_deadline() -> None:
+    # Three rounds in which all three stages time out still fit the budget,
+    # and the budget leaves the actor's deadline room for a transaction in flight.
+    rounds = HALT_TRIES * len(STAGES) * HALT_REPLY_TIMEOUT_S
+    assert HALT_TRIES == 3
+    assert rounds < HALT_BUDGET_S
+    assert ActorLimits().halt_timeout_s > HALT_BUDGET_S + REPLY_TIMEOUT_S + IN_FLIGHT_GRACE_S

@@ -11,6 +11,7 @@ import trio
 
 import drivers.newscale
 from drivers.base import DeviceError, DeviceLost, PlatformConfigError, PlatformOptions
+from drivers.newscale.driver import NewScaleManipulator
 from drivers.newscale.platform import parse_ports
 from drivers.newscale.sim import NewScaleSim
 
@@ -40,6 +41,40 @@ def test_platform_reports_three_axes_of_fifteen_millimetres() -> None:
     assert platform.info.axes_count == 3
     assert platform.info.dimensions_mm == (15.0, 15.0, 15.0, 15.0)
     assert platform.info.tolerance_mm == 0.01
+
+
+@pytest.mark.parametrize(
+    ("tables", "said"),
+    [
+        ({"left": {"closed_loop_interval": 500}}, r"\[manipulators.left\]: .*unknown field"),
+        (
+            {"left": {"closed_loop_interval_us": 0}},
+            r"\[manipulators.left\]: Expected `float` >= 50",
+        ),
+        ({"left": {"closed_loop_interval_us": "1ms"}}, r"\[manipulators.left\]: Expected `float`"),
+        ({"right": {}}, r"\[manipulators.right\]: no --port is named 'right'"),
+    ],
+)
+def test_a_bad_manipulator_table_is_one_config_error_line_before_anything_opens(
+    tables: dict[str, dict[str, object]], said: str
+) -> None:
+    options = PlatformOptions(serial_ports=("left=/dev/x", "/dev/y"), manipulators=tables)
+    with pytest.raises(PlatformConfigError, match=said) as caught:
+        drivers.newscale.create_platform(options)
+    assert "\n" not in str(caught.value)
+
+
+async def test_the_per_bridge_interval_setting_reaches_only_its_manipulator(
+    nursery: trio.Nursery,
+) -> None:
+    options = PlatformOptions(
+        serial_ports=("left=/dev/x", "/dev/y"),
+        manipulators={"left": {"closed_loop_interval_us": 500}},
+    )
+    left, other = await nursery.start(drivers.newscale.create_platform(options).run)
+    assert isinstance(left, NewScaleManipulator) and isinstance(other, NewScaleManipulator)
+    assert left.intervals_us == dict.fromkeys((1, 2, 3), 500.0)  # until a stage says otherwise
+    assert other.intervals_us == dict.fromkeys((1, 2, 3), 1000.0)
 
 
 def test_platform_without_a_port_is_a_config_error_before_anything_opens() -> None:

@@ -17,6 +17,7 @@ from drivers.newscale.sim import NewScaleSim
 from ephysd.check import (
     Finding,
     check_listen,
+    check_newscale_bridge,
     check_platform,
     check_policy,
     check_serial_device,
@@ -24,6 +25,7 @@ from ephysd.check import (
 )
 from ephysd.platforms import create_platform
 from ephysd.security import AccessPolicy
+from tests.usb_ports import usb_port
 
 # Stage commands that move a stage (08 absolute move) or change where it thinks it is (07).
 MOVING_COMMANDS = (b"<08 ", b"<07")
@@ -243,3 +245,28 @@ def test_check_command_prints_warnings_and_still_passes(capsys: pytest.CaptureFi
     status = report([Finding(True, "a", "fine"), Finding(True, "b", "risky", warning=True)])
     assert status == 0
     assert capsys.readouterr().out.splitlines()[-1] == "configuration ok, 1 warning(s)"
+
+
+def test_check_names_a_new_scale_bridge_in_either_usb_mode_and_warns_about_other_ids(
+    tmp_path: Path,
+) -> None:
+    ports = [
+        usb_port("/dev/ttyUSB0", 0x10C4, 0xEA60, serial_number="0001"),
+        usb_port("/dev/ttyUSB1", 0x10C4, 0xEA61, serial_number="0002"),
+        usb_port("/dev/ttyACM0", 0x2341, 0x0043, "Arduino Uno"),
+        usb_port("/dev/ttyS0", None, None),
+    ]
+    stable = tmp_path / "newscale-0002"
+    stable.symlink_to("/dev/ttyUSB1")
+    com = check_newscale_bridge("left=/dev/ttyUSB0", ports)
+    usbxpress = check_newscale_bridge(str(stable), ports)
+    assert com == Finding(
+        True, "port /dev/ttyUSB0", "New Scale bridge (USB 10c4:ea60, COM-port mode)"
+    )
+    assert usbxpress is not None and usbxpress.ok and not usbxpress.warning
+    assert "10c4:ea61, USBXpress mode" in usbxpress.text
+    arduino = check_newscale_bridge("/dev/ttyACM0", ports)
+    assert arduino is not None and arduino.ok and arduino.warning
+    assert arduino.text == "USB 2341:0043 is not a New Scale bridge id (10c4:ea60, 10c4:ea61)"
+    assert check_newscale_bridge("/dev/ttyS0", ports) is None  # not USB: the handshake decides
+    assert check_newscale_bridge("/dev/pts/7", ports) is None

@@ -2,25 +2,67 @@
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from ephysd.ports import PortKind, classify, describe, estop_candidates, format_table
+from ephysd.ports import (
+    NEWSCALE_BRIDGE_IDS,
+    PortKind,
+    classify,
+    describe,
+    estop_candidates,
+    format_table,
+)
 from tests.usb_ports import usb_port
 
 BRIDGE = usb_port(
     "/dev/ttyUSB1", 0x10C4, 0xEA60, "CP2102 USB to UART Bridge Controller", "Silicon Labs", "0001"
 )
+# As shipped: USBXpress mode, which New Scale's Pathway and Pathfinder need; cp210x binds it too.
+USBXPRESS_BRIDGE = usb_port("/dev/ttyUSB2", 0x10C4, 0xEA61, "CP2102 USBXpress Device", None, "0002")
 UNO = usb_port("/dev/ttyACM0", 0x2341, 0x0043, "Arduino Uno", "Arduino (www.arduino.cc)")
 CLONE = usb_port("/dev/ttyACM1", 0x1A86, 0x7523, "USB Serial", "Arduino LLC")
 OTHER_CP210X = usb_port("/dev/ttyUSB0", 0x10C4, 0xEA70, "CP2105 Dual USB to UART Bridge")
 BUILTIN = usb_port("/dev/ttyS0", None, None)
 
 
-def test_new_scale_bridges_are_recognised_by_usb_vid_and_pid() -> None:
+def test_new_scale_bridges_are_recognised_by_usb_vid_and_pid_in_both_modes() -> None:
     assert classify(BRIDGE) is PortKind.NEWSCALE_BRIDGE
+    assert classify(USBXPRESS_BRIDGE) is PortKind.NEWSCALE_BRIDGE
     assert classify(OTHER_CP210X) is PortKind.OTHER
+    table = format_table(describe([OTHER_CP210X, USBXPRESS_BRIDGE, BRIDGE], by_id={}))
+    assert [line.split()[:2] for line in table.splitlines()[1:3]] == [
+        ["/dev/ttyUSB1", "New"],
+        ["/dev/ttyUSB2", "New"],
+    ]
+    assert "10c4:ea61" in table.splitlines()[2]
+
+
+def udev_rule_matches(rule: str, vid: int, pid: int) -> bool:
+    """Does a udev rule line's idVendor/idProduct match (udev globs, "|" between alternatives)?"""
+    wanted = {"idVendor": f"{vid:04x}", "idProduct": f"{pid:04x}"}
+    for key, value in wanted.items():
+        match = re.search(rf'ATTRS{{{key}}}=="([^"]*)"', rule)
+        assert match, (key, rule)
+        if not any(fnmatch.fnmatchcase(value, pattern) for pattern in match.group(1).split("|")):
+            return False
+    return True
+
+
+def test_the_udev_rule_gives_both_bridge_modes_a_stable_name_and_nothing_else() -> None:
+    rules = Path(__file__).parents[2] / "systemd" / "99-ephysd-newscale.rules"
+    lines = [line for line in rules.read_text().splitlines() if line.startswith("SUBSYSTEM")]
+    naming = [line for line in lines if "SYMLINK+=" in line]
+    assert len(naming) == 1 and 'SYMLINK+="newscale-$attr{serial}"' in naming[0]
+    for line in lines:
+        for vid, pid in NEWSCALE_BRIDGE_IDS:
+            assert udev_rule_matches(line, vid, pid), (hex(pid), line)
+        assert not udev_rule_matches(line, 0x10C4, 0xEA70)
+        assert not udev_rule_matches(line, 0x2341, 0xEA60)
+    assert {(0x10C4, 0xEA60), (0x10C4, 0xEA61)} <= NEWSCALE_BRIDGE_IDS
 
 
 def test_arduino_boards_are_e_stop_candidates_by_vid_or_name() -> None:
