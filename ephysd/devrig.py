@@ -17,35 +17,35 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ephysd.app import Daemon
+from ephysd.app import Daemon, url_host
 from ephysd.cli import build_daemon, exit_status, parse_settings
 from ephysd.errors import StartupError
 from ephysd.logging_setup import configure_logging
 
 SIMULATED_BRIDGES = 2
 SIM_START_TIMEOUT_S = 10.0
+# The banner's example, run from the repository root.
+EXAMPLE_PYTHON = ".venv/bin/python"
+EXAMPLE_SCRIPT = "examples/move_a_probe.py"
 
 
 def example_command(url: str, manipulator_id: str = "0") -> str:
-    """A copy-paste one-liner (from the repository root) with the official JS client."""
-    script = (
-        f"const s = require('socket.io-client').io('{url}');"
-        " s.on('connect', async () => {"
-        " console.log(await s.emitWithAck('get_manipulators'));"
-        " console.log(await s.emitWithAck('set_position', JSON.stringify("
-        f"{{ManipulatorId: '{manipulator_id}', Position: {{x: 1, y: 2, z: 3, w: 4}}, Speed: 2}})));"
-        " s.close(); });"
-    )
-    return f'node -e "{script}"'
+    """A copy-paste command (from the repository root) that moves one probe.
+
+    It needs only what ``make run`` installed (python-socketio in the venv),
+    not the JavaScript packages the tests use.
+    """
+    return f"{EXAMPLE_PYTHON} {EXAMPLE_SCRIPT} {url} {manipulator_id}"
 
 
 def banner(url: str, rig: str, manipulator_id: str) -> str:
     return "\n".join(
         [
             "",
+            f"Rig page: {url}/  (open it in a browser: live positions and Stop buttons)",
             f"ephysd is running on a simulated rig ({rig}).",
             f"  Pinpoint: connect Ephys Link to {url}",
-            "  Try it from another terminal, in this directory:",
+            "  Move a probe from another terminal, in this directory (the rig page shows it):",
             f"    {example_command(url, manipulator_id)}",
             "  Ctrl-C stops every manipulator and exits.",
             "",
@@ -119,7 +119,7 @@ async def _run_daemon(argv: list[str], rig: str, manipulator_id: str) -> None:
     async def print_banner(daemon: Daemon) -> None:
         assert daemon.address is not None
         host, port = daemon.address
-        print(banner(f"http://{host}:{port}", rig, manipulator_id), flush=True)
+        print(banner(f"http://{url_host(host)}:{port}", rig, manipulator_id), flush=True)
 
     daemon.on_ready(print_banner)
     await daemon.run()

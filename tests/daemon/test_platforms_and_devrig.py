@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -13,6 +14,8 @@ from drivers.fake import FakePlatform
 from ephysd import platforms
 from ephysd.platforms import PLATFORM_NAMES, PlatformUnavailable, create_platform
 from tests.daemon.e2e import read_until
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_cli_platform_name_has_a_driver_module() -> None:
@@ -35,7 +38,8 @@ def test_unknown_or_missing_platform_is_a_clear_error(monkeypatch: pytest.Monkey
 
 
 async def test_devrig_drives_simulated_new_scale_bridges_over_ptys_as_its_banner_says() -> None:
-    """``make run``'s rig: the banner's own one-liner moves a simulated stage."""
+    """``make run``'s rig: the banner names the rig page first, and its own
+    command moves a simulated stage with nothing but what ``make run`` installs."""
     with trio.fail_after(60):
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "ephysd.devrig", "--listen", "127.0.0.1:0"],
@@ -47,10 +51,16 @@ async def test_devrig_drives_simulated_new_scale_bridges_over_ptys_as_its_banner
             seen = await read_until(process.stdout, b"Ctrl-C")
             text = seen.decode()
             command = next(
-                line.strip() for line in text.splitlines() if line.strip().startswith("node -e")
+                line.strip()
+                for line in text.splitlines()
+                if line.strip().startswith(".venv/bin/python ")
             )
             done = await trio.run_process(
-                ["bash", "-c", command], capture_stdout=True, capture_stderr=True, check=False
+                ["bash", "-c", command],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                cwd=REPO,
             )
         finally:
             process.send_signal(signal.SIGINT)
@@ -59,6 +69,10 @@ async def test_devrig_drives_simulated_new_scale_bridges_over_ptys_as_its_banner
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+    lines = text.splitlines()
+    running = next(i for i, line in enumerate(lines) if line.startswith("ephysd is running"))
+    assert lines[running - 2 : running] == ["", lines[running - 1]]  # the banner's first line
+    assert lines[running - 1].startswith("Rig page: http://127.0.0.1:")
     assert "simulated rig (2 New Scale M3-LS bridges on ptys" in text
     assert "connect Ephys Link to http://127.0.0.1:" in text
     assert done.returncode == 0, done.stderr.decode()
@@ -77,7 +91,11 @@ async def test_the_devrig_example_command_works() -> None:
         command = example_command(url_of(daemon))
         with trio.fail_after(30):
             done = await trio.run_process(
-                ["bash", "-c", command], capture_stdout=True, capture_stderr=True, check=False
+                ["bash", "-c", command],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                cwd=REPO,
             )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().splitlines() == [
