@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import sys
+import termios
 import tty
 from collections.abc import Callable, Mapping
 
@@ -25,6 +26,11 @@ import trio
 log = logging.getLogger(__name__)
 
 COMMON_VERBS = "drop [N] | garbage | close | reopen | silent on|off | quit"
+
+_BAUD_RATES = {
+    getattr(termios, f"B{rate}"): rate
+    for rate in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
+}
 
 
 class PtyDevice(abc.ABC):
@@ -78,6 +84,16 @@ class PtyDevice(abc.ABC):
 
     async def wait_open(self) -> None:
         await self._opened.wait()
+
+    def driver_baud(self) -> int | None:
+        """The baud rate the driver set on its end of the pty (None if not a common rate).
+
+        A pty carries bytes at any rate; a simulator of a device with a fixed
+        rate compares this with its own to behave as a real line would.
+        """
+        if self._slave < 0:
+            return None
+        return _BAUD_RATES.get(termios.tcgetattr(self._slave)[5])
 
     # --- the port -------------------------------------------------------------
 
