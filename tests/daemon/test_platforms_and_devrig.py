@@ -16,7 +16,14 @@ from tests.daemon.e2e import read_until
 
 
 def test_every_cli_platform_name_has_a_driver_module() -> None:
-    assert PLATFORM_NAMES == ("fake", "newscale", "pathfinder-mpm", "parallax", "ump")
+    assert PLATFORM_NAMES == (
+        "fake",
+        "newscale",
+        "pathfinder-mpm",
+        "parallax",
+        "ump",
+        "scientifica",
+    )
 
 
 def test_fake_platform_is_built_with_the_requested_count() -> None:
