@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import trio
-from trio_serial import SerialStream
 
 from drivers.base import DeviceError, DeviceLost
 from drivers.scientifica.protocol import (
@@ -32,6 +31,7 @@ from drivers.scientifica.protocol import (
     error_number,
     is_error,
 )
+from drivers.serial_io import close_port, open_port, receive, send
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,7 @@ class ScientificaLink:
 
     async def open(self, baud: int) -> None:
         await self.close()
-        stream = SerialStream(self.device, baudrate=baud, exclusive=True)
-        try:
-            await stream.aopen()
-        except OSError as exc:
-            raise DeviceLost(f"cannot open {self.device}: {exc.strerror or exc}") from exc
-        self._stream = stream
+        self._stream = await open_port(self.device, baud)
         self.baud = baud
         self._decoder = LineDecoder()
         self._abandoned = False
@@ -83,11 +78,7 @@ class ScientificaLink:
     async def close(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
-            with trio.CancelScope(shield=True):
-                try:
-                    await stream.aclose()
-                except OSError as exc:
-                    log.debug("closing %s: %s", self.device, exc)
+            await close_port(stream, self.device)
             log.debug("closed %s", self.device)
 
     # --- transactions ---------------------------------------------------------
@@ -175,13 +166,10 @@ class ScientificaLink:
 
     async def _write(self, stream: trio.abc.Stream, data: bytes) -> None:
         try:
-            with trio.fail_after(self.reply_timeout_s):
-                await stream.send_all(data)
-        except trio.TooSlowError:
-            raise DeviceError(f"{self.device}: write of {data!r} timed out") from None
-        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+            await send(stream, data, self.device, self.reply_timeout_s)
+        except DeviceLost:
             await self.close()
-            raise DeviceLost(f"{self.device} is gone: {exc}") from exc
+            raise
         log.debug("%s >> %r", self.device, data)
 
     async def _read_line(self, stream: trio.abc.Stream) -> str:
@@ -192,14 +180,10 @@ class ScientificaLink:
 
     async def _receive(self, stream: trio.abc.Stream) -> bytes:
         try:
-            data = await stream.receive_some(READ_CHUNK)
-        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+            return await receive(stream, self.device, READ_CHUNK)
+        except DeviceLost:
             await self.close()
-            raise DeviceLost(f"{self.device} is gone: {exc}") from exc
-        if not data:
-            await self.close()
-            raise DeviceLost(f"{self.device} is gone (end of file)")
-        return bytes(data)
+            raise
 
 
 def _parses(parse: Callable[[str], object]) -> Callable[[str], bool]:
