@@ -20,15 +20,20 @@ before a move has settled, and someone turning the knobs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import math
-import sys
 from dataclasses import dataclass
 
 import trio
 
-from drivers.pty_sim import COMMON_VERBS, PtyDevice, Verb, common_verbs, control_from_stdin
+from drivers.pty_sim import (
+    COMMON_VERBS,
+    PtyDevice,
+    Verb,
+    common_verbs,
+    run_simulator,
+    simulator_arguments,
+)
 from drivers.scientifica.protocol import CR, FACTORY_USTEP, FACTORY_UU, HELLO_REPLY, type_code
 
 log = logging.getLogger(__name__)
@@ -309,26 +314,16 @@ def _verbs(sim: ScientificaSim) -> dict[str, Verb]:
     return {**common_verbs(sim), "error": error, "knobs": knobs}
 
 
-async def _main(args: argparse.Namespace) -> None:
-    sim = ScientificaSim(
-        link=args.link,
-        announce=True,
-        firmware=args.firmware,
-        model=args.model,
-        baud=args.baud,
+def _build(args: argparse.Namespace) -> ScientificaSim:
+    return ScientificaSim(
+        link=args.link, announce=True, firmware=args.firmware, model=args.model, baud=args.baud
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sim.run)
-        if not args.no_stdin:
-            nursery.start_soon(control_from_stdin, _verbs(sim), _HELP, nursery.cancel_scope)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m drivers.scientifica.sim",
-        description="Simulated Scientifica controller on a pty. " + _HELP,
+    parser = simulator_arguments(
+        "python -m drivers.scientifica.sim", "Simulated Scientifica controller on a pty. " + _HELP
     )
-    parser.add_argument("--link", help="stable symlink to the pty, re-pointed on reopen")
     parser.add_argument("--firmware", type=int, choices=(2, 3), default=3)
     parser.add_argument(
         "--model",
@@ -339,16 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--baud", type=int, choices=(9600, 38400), help="default: 9600 (firmware 2), 38400 (3)"
     )
-    parser.add_argument("--no-stdin", action="store_true", help="ignore stdin (no fault control)")
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(_main, args)
+    run_simulator(parser.parse_args(argv), _build, _verbs, _HELP)
 
 
 if __name__ == "__main__":
