@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import pytest
@@ -12,7 +11,7 @@ from drivers.base import PlatformOptions
 from drivers.fake import FakePlatform
 from ephysd import platforms
 from ephysd.platforms import PLATFORM_NAMES, PlatformUnavailable, create_platform
-from tests.daemon.e2e import read_until
+from tests.daemon.e2e import devrig_example
 
 
 def test_every_cli_platform_name_has_a_driver_module() -> None:
@@ -43,29 +42,7 @@ def test_unknown_or_missing_platform_is_a_clear_error(monkeypatch: pytest.Monkey
 
 async def test_devrig_drives_simulated_new_scale_bridges_over_ptys_as_its_banner_says() -> None:
     """``make run``'s rig: the banner's own one-liner moves a simulated stage."""
-    with trio.fail_after(60):
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "ephysd.devrig", "--listen", "127.0.0.1:0"],
-            stdout=-1,
-            stderr=-1,
-        )
-        try:
-            assert process.stdout is not None
-            seen = await read_until(process.stdout, b"Ctrl-C")
-            text = seen.decode()
-            command = next(
-                line.strip() for line in text.splitlines() if line.strip().startswith("node -e")
-            )
-            done = await trio.run_process(
-                ["bash", "-c", command], capture_stdout=True, capture_stderr=True, check=False
-            )
-        finally:
-            process.send_signal(signal.SIGINT)
-            with trio.move_on_after(10):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+    text, done, status = await devrig_example()
     assert "simulated rig (2 New Scale M3-LS bridges on ptys" in text
     assert "connect Ephys Link to http://127.0.0.1:" in text
     assert done.returncode == 0, done.stderr.decode()
@@ -73,7 +50,7 @@ async def test_devrig_drives_simulated_new_scale_bridges_over_ptys_as_its_banner
         '{"Manipulators":["1","2"],"Error":""}',
         '{"Position":{"x":1.0,"y":2.0,"z":3.0,"w":13.0},"Error":""}',
     ]
-    assert process.returncode == 0
+    assert status == 0
 
 
 async def test_the_devrig_example_command_works() -> None:

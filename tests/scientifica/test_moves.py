@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 import trio
@@ -17,6 +19,24 @@ def after(sim: ScientificaSim, command: str) -> list[str]:
     """The commands received after the last ``command``."""
     commands = sim.commands()
     return commands[len(commands) - commands[::-1].index(command) :]
+
+
+async def cancelled_after(seconds: float, move: Coroutine[Any, Any, object]) -> float:
+    """Run ``move``, cancel it (what ``stop`` does) after ``seconds``; returns when it was
+    cancelled, once it has wound down. Fails if the move ended first."""
+    scope = trio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await move
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        await trio.sleep(seconds)
+        cancelled_at = trio.current_time()
+        scope.cancel()
+    assert scope.cancelled_caught, "the move ended before the stop"
+    return cancelled_at
 
 
 async def opened(
@@ -153,17 +173,7 @@ async def test_a_controller_that_reports_idle_early_is_checked_again_100_ms_late
 async def test_stop_mid_move_sends_stop_waits_until_idle_and_the_move_stops_short(
     sim: ScientificaSim, manipulator: ScientificaManipulator
 ) -> None:
-    moving = trio.CancelScope()
-
-    async def move() -> None:
-        with moving:
-            await manipulator.move_to((10.0, 12.0, 10.0, 0.0), 1.0)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(move)
-        await trio.sleep(0.5)
-        moving.cancel()
-    assert moving.cancelled_caught
+    await cancelled_after(0.5, manipulator.move_to((10.0, 12.0, 10.0, 0.0), 1.0))
     stop = next(r for r in sim.received if r.word == "STOP")
     assert stop.status in (2, 3)  # it went out while the motors ran
     polls = [r for r in sim.received if r.word == "S" and r.time > stop.time]
@@ -199,17 +209,7 @@ async def test_a_slow_move_is_stepped_so_its_average_speed_is_the_requested_one(
 async def test_stop_during_a_stepped_move_sends_stop_at_once_not_after_the_step(
     sim: ScientificaSim, manipulator: ScientificaManipulator
 ) -> None:
-    moving = trio.CancelScope()
-
-    async def insert() -> None:
-        with moving:
-            await manipulator.move_depth(10.1, 0.01)  # 100 µm at 10 µm/s
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(insert)
-        await trio.sleep(0.75)
-        cancelled_at = trio.current_time()
-        moving.cancel()
+    cancelled_at = await cancelled_after(0.75, manipulator.move_depth(10.1, 0.01))  # 10 µm/s
     later = [r for r in sim.received if r.time >= cancelled_at]
     assert later[0].word == "STOP"
     assert not any(r.word in ("ABS", "TOP") for r in later)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,21 +20,15 @@ from drivers.scientifica.sim import ScientificaSim
 from ephysd.check import check_platform
 from ephysd.platforms import create_platform
 from ephysd.ports import SCIENTIFICA_IDS, PortKind, classify, describe
-from tests.daemon.e2e import read_until
+from tests.daemon.e2e import devrig_example, read_until
 
 RULES = Path(__file__).resolve().parents[2] / "systemd" / "99-ephysd-scientifica.rules"
 
 
-async def read_line(stream: trio.abc.ReceiveStream, buf: bytearray) -> str:
+async def pty_line(stream: trio.abc.ReceiveStream) -> str:
+    """The simulator's one line on stdout, ``PTY <path>`` (it prints nothing else there)."""
     with trio.fail_after(10):
-        while b"\n" not in buf:
-            data = await stream.receive_some(1024)
-            if not data:
-                raise EOFError("simulator exited")
-            buf += data
-    line, _, rest = bytes(buf).partition(b"\n")
-    buf[:] = rest
-    return line.decode()
+        return (await read_until(stream, b"\n")).decode().strip()
 
 
 async def test_the_simulator_command_line_prints_its_pty_and_obeys_fault_commands(
@@ -55,8 +48,7 @@ async def test_the_simulator_command_line_prints_its_pty_and_obeys_fault_command
             )
         )
         assert process.stdin is not None and process.stdout is not None
-        buf = bytearray()
-        assert await read_line(process.stdout, buf) == f"PTY {link}"
+        assert await pty_line(process.stdout) == f"PTY {link}"
         device = ScientificaManipulator("1", str(link))
         await device.open()
         assert device.identity() == "Scientifica PatchStar (TYPE 1.05, firmware 2.13)"
@@ -78,43 +70,22 @@ async def test_the_simulator_command_line_prints_its_pty_and_obeys_fault_command
                 await device.position()
                 await trio.sleep(0.01)
         await process.stdin.send_all(b"reopen\n")
-        assert await read_line(process.stdout, buf) == f"PTY {link}"
+        assert await pty_line(process.stdout) == f"PTY {link}"
         await device.open()
         await device.close()
         await process.stdin.send_all(b"quit\n")
 
 
 async def test_make_run_can_drive_simulated_scientifica_controllers() -> None:
-    """``python -m ephysd.devrig --scientifica``: its banner's one-liner moves the IVM."""
-    with trio.fail_after(60):
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "ephysd.devrig", "--scientifica", "--listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            assert process.stdout is not None
-            text = (await read_until(process.stdout, b"Ctrl-C")).decode()
-            command = next(
-                line.strip() for line in text.splitlines() if line.strip().startswith("node -e")
-            )
-            done = await trio.run_process(
-                ["bash", "-c", command], capture_stdout=True, capture_stderr=True, check=False
-            )
-        finally:
-            process.send_signal(signal.SIGINT)
-            with trio.move_on_after(10):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+    """``make run RUN_ARGS=--scientifica``: its banner's one-liner moves the IVM."""
+    text, done, status = await devrig_example("--scientifica")
     assert "2 Scientifica controllers (IVM, PatchStar) on ptys" in text
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().splitlines() == [
         '{"Manipulators":["1","2"],"Error":""}',
         '{"Position":{"x":1.0,"y":2.0,"z":3.0,"w":18.0},"Error":""}',
     ]
-    assert process.returncode == 0
+    assert status == 0
 
 
 async def test_check_handshakes_names_each_model_and_moves_nothing() -> None:
