@@ -29,8 +29,9 @@ system-tools:
 		|| echo "could not install systemd/strace: those service tests will skip"; \
 	else echo "systemd-analyze/strace missing: those service tests will skip"; fi
 
+# `make run RUN_ARGS=--scientifica` (or --fake) picks another simulated rig.
 run: $(STAMP)
-	$(BIN)/python -m ephysd.devrig
+	$(BIN)/python -m ephysd.devrig $(RUN_ARGS)
 
 test: $(STAMP) node_modules/.installed system-tools lint typecheck pytest
 
