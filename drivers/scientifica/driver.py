@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 import trio
 
-from drivers.base import DeviceError, Manipulator, NotSupported, Vector
+from drivers.base import DeviceError, DeviceLost, Manipulator, NotSupported, Vector
 from drivers.priority_lock import PriorityLock
 from drivers.scientifica.geometry import Counts, Geometry
 from drivers.scientifica.protocol import (
@@ -135,13 +135,17 @@ class ScientificaManipulator(Manipulator):
                     answers.append(line)
                 await self._link.drain()
         await self._link.close()
-        if answers:
+        legible = [a for a in answers if "\ufffd" not in a]  # noise means a wrong rate, not a type
+        if legible:
             raise DeviceError(
-                f"{self.device} is not a Scientifica controller: it answered {answers[-1]!r}"
+                f"{self.device} is not a Scientifica controller: it answered {legible[-1]!r}"
                 f" to {HELLO!r} (expected {HELLO_REPLY!r})"
             )
         tried = " or ".join(str(rate) for rate in rates)
-        raise DeviceError(f"{self.device}: no Scientifica controller answered at {tried} baud")
+        heard = " (only noise: is it set to another baud rate?)" if answers else ""
+        raise DeviceError(
+            f"{self.device}: no Scientifica controller answered at {tried} baud{heard}"
+        )
 
     async def _identify(self) -> None:
         generation = await self._link.transact("VER", parse_version)
@@ -197,12 +201,16 @@ class ScientificaManipulator(Manipulator):
         )
 
     async def _optional(self, command: str, parse: Callable[[str], T]) -> T | None:
-        """A query some firmware may not know: ``E,n`` means "not reported"."""
+        """A query some firmware may not know: ``E,n`` (or no answer) means "not reported"."""
         try:
             return await self._link.transact(command, parse)
         except ControllerError as exc:
             log.debug("manipulator %s: %s", self.id, exc)
-            return None
+        except DeviceLost as exc:
+            if not self._link.is_open:
+                raise  # the port is gone, not just this query unknown
+            log.warning("manipulator %s: %s; going on without it", self.id, exc)
+        return None
 
     async def close(self) -> None:
         with trio.CancelScope(shield=True):

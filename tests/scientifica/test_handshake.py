@@ -148,3 +148,15 @@ async def test_open_moves_nothing_and_close_sends_stop(nursery: trio.Nursery) ->
     ]
     await device.close()
     assert sim.commands()[-2:] == ["STOP", "S"]
+
+
+async def test_a_controller_set_to_another_baud_rate_is_named_as_noise_not_as_a_stranger(
+    nursery: trio.Nursery,
+) -> None:
+    sim = ScientificaSim(baud=19200)
+    path = await nursery.start(sim.run)
+    device = ScientificaManipulator("1", path)
+    with trio.fail_after(5), pytest.raises(DeviceError, match="only noise") as refused:
+        await device.open()
+    assert "not a Scientifica controller" not in str(refused.value)
+    assert hellos(sim) == [9600, 9600, 38400, 38400]
