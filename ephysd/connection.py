@@ -22,7 +22,7 @@ from typing import Any
 import trio
 
 from ephysd.api import Answer, Api
-from ephysd.config import ConfigError, Settings
+from ephysd.config import DEFAULT_PORT, ConfigError, Settings, parse_host_port
 from ephysd.security import TOO_MANY_REQUESTS, AccessPolicy, PolicyError, RequestRateLimiter
 from protocol.engineio.config import EngineIOConfig
 from protocol.server import ConnectRefused, ServerConfig, SocketIOServer
@@ -116,7 +116,12 @@ class ControlPolicy:
 
 def access_policy(settings: Settings) -> AccessPolicy:
     try:
-        return AccessPolicy.from_config(settings.allow, settings.allow_origin, settings.token)
+        return AccessPolicy.from_config(
+            settings.allow,
+            settings.allow_origin,
+            settings.token,
+            listen_host=parse_host_port(settings.listen, DEFAULT_PORT)[0],
+        )
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -5,8 +5,16 @@ boundary on a rig PC: any web page open in the browser there can reach
 ``ws://localhost:3000``. Browsers always say where such a request comes from
 (``Origin``, and ``Sec-Fetch-Site`` in current browsers), so a request from a
 page not on the allowlist is refused before an Engine.IO session exists.
-Native clients (Pinpoint desktop, Python scripts) send no Origin and are
-allowed, subject to the network allow list and, if configured, the token.
+Native clients are allowed, subject to the network allow list and, if
+configured, the token: most send no Origin (Pinpoint desktop, python-socketio's
+AsyncClient, Node), and python-socketio's sync ``Client`` (websocket-client
+underneath) sends the daemon's own address as its Origin, which is the same
+origin and allowed, as python-engineio allows it.
+
+A same-origin request counts only when its ``Host`` names this daemon (an IP
+address, ``localhost``, this computer's host name or the ``listen`` host):
+otherwise a page on a domain its owner re-points at 127.0.0.1 (DNS rebinding)
+would be "same origin" too. python-engineio takes any Host; we are stricter.
 
 Everything here is pure and synchronous: the policy is consulted by the
 protocol server on accept (:meth:`AccessPolicy.check_request`) and by the
@@ -19,6 +27,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -106,6 +115,32 @@ def peer_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | N
     return address
 
 
+def own_host_names(listen_host: str | None = None) -> frozenset[str]:
+    """Host names (besides IP addresses) a request may use to reach this daemon.
+
+    Only names nobody else controls: a page's own domain cannot be one of
+    them, so DNS rebinding cannot pass for a same-origin request.
+    """
+    names = {"localhost", socket.gethostname().lower()}
+    if listen_host and peer_address(listen_host) is None:
+        names.add(listen_host.lower())
+    return frozenset(names)
+
+
+def _same_origin(origin: str, host_header: str | None, own_names: frozenset[str]) -> bool:
+    """Whether ``origin`` is the address the request reached (``http://`` + its Host).
+
+    The daemon serves plain HTTP only, so an https origin is never its own.
+    """
+    if host_header is None or len(host_header) > MAX_ORIGIN_LENGTH:
+        return False
+    own = _request_origin(f"http://{host_header}")
+    if own is None or _request_origin(origin) != own:
+        return False
+    hostname = urlsplit(own).hostname or ""
+    return peer_address(hostname) is not None or hostname in own_names
+
+
 class ThrottledLog:
     """Warnings at most once a second, with a count of those held back.
 
@@ -135,6 +170,9 @@ class ThrottledLog:
 class AccessPolicy:
     """The daemon's access rules; ``allowed_origins`` may be replaced on SIGHUP.
 
+    A page's own origin (the address the request reached, see
+    :func:`_same_origin`) is always allowed, with or without an allowlist.
+
     The protocol server keeps a reference to :meth:`check_request` and the
     connect hook to :meth:`check_auth`, so a reload takes effect for the next
     request without touching connections already accepted.
@@ -143,6 +181,7 @@ class AccessPolicy:
     allow: tuple[IPNetwork, ...] = field(default_factory=lambda: parse_networks(LOOPBACK_NETWORKS))
     allowed_origins: frozenset[str] = frozenset()
     token: str | None = None
+    own_names: frozenset[str] = field(default_factory=own_host_names)
     _refusals: ThrottledLog = field(default_factory=lambda: ThrottledLog(log), repr=False)
 
     @classmethod
@@ -151,6 +190,7 @@ class AccessPolicy:
         allow: Iterable[str] = LOOPBACK_NETWORKS,
         allow_origin: Iterable[str] = (),
         token: str | None = None,
+        listen_host: str | None = None,
     ) -> AccessPolicy:
         """Build from configuration values; raises :class:`PolicyError` with one clear line."""
         networks = parse_networks(allow)
@@ -164,7 +204,12 @@ class AccessPolicy:
         origins = frozenset(normalize_origin(o) for o in allow_origin)
         if "*" in origins:
             log.warning("allow_origin includes '*': any web page can drive the manipulators")
-        return cls(allow=networks, allowed_origins=origins, token=token)
+        return cls(
+            allow=networks,
+            allowed_origins=origins,
+            token=token,
+            own_names=own_host_names(listen_host),
+        )
 
     def update_origins(self, allow_origin: Iterable[str]) -> None:
         """Replace the Origin allowlist (SIGHUP); validated first, so a bad list changes nothing."""
@@ -179,11 +224,14 @@ class AccessPolicy:
             return False
         return any(address in network for network in self.allow)
 
-    def origin_allowed(self, origin: str) -> bool:
+    def origin_allowed(self, origin: str, host_header: str | None = None) -> bool:
+        """Listed (or ``*``), or the origin of the address the request reached."""
         if "*" in self.allowed_origins:
             return True
         normalized = _request_origin(origin)
-        return normalized is not None and normalized in self.allowed_origins
+        if normalized is not None and normalized in self.allowed_origins:
+            return True
+        return _same_origin(origin, host_header, self.own_names)
 
     def check_request(self, request: RequestInfo) -> str | None:
         """Refusal reason for an HTTP/WebSocket request, or None to accept it.
@@ -197,7 +245,7 @@ class AccessPolicy:
             return "Client address not allowed."
         origin = request.headers.get("origin")
         if origin is not None:
-            if not self.origin_allowed(origin):
+            if not self.origin_allowed(origin, request.headers.get("host")):
                 self._refusals.warn("refused %s: Origin %r not allowed", host, origin[:100])
                 return "Origin not allowed."
         elif request.headers.get("sec-fetch-site", "").lower() in _CROSS_SITE_FETCH:

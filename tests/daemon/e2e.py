@@ -21,6 +21,7 @@ from ephysd.config import Settings
 
 HERE = Path(__file__).parent
 PY_CLIENT = HERE / "clients" / "sio_steps.py"
+SYNC_CLIENT = HERE / "clients" / "sync_client.py"
 JS_CLIENT = HERE / "js" / "steps.js"
 PINPOINT_ID = "1a2b3c4d"
 
@@ -76,6 +77,22 @@ async def run_client(
     out = done.stdout.decode()
     assert done.returncode == 0, f"{kind} client failed:\n{out}\n{done.stderr.decode()}"
     return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+async def run_sync_client(
+    url: str, transports: list[str] | None, timeout_s: float = 60
+) -> dict[str, Any]:
+    """python-socketio's blocking Client: connect, call get_version; what it printed."""
+    with trio.fail_after(timeout_s):
+        done = await trio.run_process(
+            [sys.executable, str(SYNC_CLIENT), url, json.dumps(transports)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, f"sync client failed:\n{done.stdout!r}\n{done.stderr.decode()}"
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 class LiveClient:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ephysd.cli import parse_settings
 from ephysd.config import Limits, Settings, estop_device
-from tests.daemon.e2e import run_client, running_daemon, url_of
+from tests.daemon.e2e import run_client, run_sync_client, running_daemon, url_of
 
 
 @pytest.mark.parametrize("kind", ["python", "js"])
@@ -38,6 +39,48 @@ async def test_a_web_page_from_a_foreign_origin_is_refused() -> None:
             [["connect", None, None, {"Origin": "https://pinpoint.example"}], ["call", "stop_all"]],
         )
         assert good[1] == ""
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_a_python_script_with_the_sync_client_connects_over_websocket_only(
+    host: str,
+) -> None:
+    # websocket-client sends Origin: http://HOST:PORT, the daemon's own address.
+    async with running_daemon() as daemon:
+        assert daemon.address is not None
+        url = f"http://{host}:{daemon.address[1]}"
+        result = await run_sync_client(url, ["websocket"])
+    assert result == {"transport": "websocket", "version": "2.3.0"}
+
+
+async def test_a_python_script_with_the_sync_client_upgrades_to_websocket() -> None:
+    async with running_daemon() as daemon:
+        result = await run_sync_client(url_of(daemon), None)
+    assert result == {"transport": "websocket", "version": "2.3.0"}
+
+
+@pytest.mark.parametrize("kind", ["python", "js"])
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"], None])
+async def test_a_page_of_the_daemons_own_origin_connects(
+    kind: str, transports: list[str] | None
+) -> None:
+    async with running_daemon() as daemon:
+        url = url_of(daemon)
+        results = await run_client(
+            kind, url, [["connect", transports, None, {"Origin": url}], ["call", "get_version"]]
+        )
+    assert "connected" in results[0], results
+    assert results[1] == "2.3.0"
+
+
+@pytest.mark.parametrize("kind", ["python", "js"])
+async def test_another_port_on_the_daemons_host_is_a_foreign_origin(kind: str) -> None:
+    async with running_daemon() as daemon:
+        assert daemon.address is not None
+        other = f"http://127.0.0.1:{daemon.address[1] + 1}"
+        steps: list[list[Any]] = [["connect", None, None, {"Origin": other}]]
+        results = await run_client(kind, url_of(daemon), steps)
+    assert "refused" in results[0], results
 
 
 async def test_request_rate_is_limited_but_stop_always_passes() -> None:

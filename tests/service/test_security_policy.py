@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 
 import pytest
 
@@ -18,9 +19,9 @@ from ephysd.security import (
 from protocol.transport import RequestInfo
 
 
-def request(host: str = "127.0.0.1", **headers: str) -> RequestInfo:
+def request(remote: str = "127.0.0.1", **headers: str) -> RequestInfo:
     return RequestInfo(
-        remote_host=host,
+        remote_host=remote,
         remote_port=50000,
         path="/socket.io/",
         query={"EIO": "4", "transport": "websocket"},
@@ -63,6 +64,41 @@ def test_browser_origin_must_be_on_the_allowlist() -> None:
     assert policy.check_request(request(origin="http://localhost:8000")) is not None
     assert policy.check_request(request(origin="null")) is not None
     assert policy.check_request(request(origin="x" * 10_000)) is not None
+
+
+def test_a_page_of_the_daemons_own_address_is_allowed_with_no_allowlist() -> None:
+    policy = AccessPolicy.from_config()
+    for host in ("127.0.0.1:3000", "[::1]:3000", "localhost:3000", "127.0.0.1"):
+        assert policy.check_request(request(origin=f"http://{host}", host=host)) is None, host
+    # Compared as browsers send them: case and the default port do not matter.
+    shouted = request(origin="HTTP://LocalHost:3000", host="localhost:3000")
+    assert policy.check_request(shouted) is None
+    assert policy.check_request(request(origin="http://127.0.0.1", host="127.0.0.1:80")) is None
+
+
+def test_another_port_or_scheme_on_the_same_host_is_another_origin() -> None:
+    policy = AccessPolicy.from_config()
+    assert policy.check_request(request(origin="http://127.0.0.1:8000", host="127.0.0.1:3000"))
+    assert policy.check_request(request(origin="https://127.0.0.1:3000", host="127.0.0.1:3000"))
+    assert policy.check_request(request(origin="http://localhost:3000", host="127.0.0.1:3000"))
+    assert policy.check_request(request(origin="http://127.0.0.1:3000")) == "Origin not allowed."
+    assert policy.check_request(request(origin="null", host="null"))
+
+
+def test_a_domain_pointed_at_the_rig_is_not_its_own_origin() -> None:
+    # DNS rebinding: evil.example re-resolved to 127.0.0.1 after its page loaded.
+    policy = AccessPolicy.from_config()
+    rebound = request(origin="http://evil.example:3000", host="evil.example:3000")
+    assert policy.check_request(rebound) == "Origin not allowed."
+
+
+def test_the_listen_host_and_this_computers_name_are_its_own_addresses() -> None:
+    policy = AccessPolicy.from_config(listen_host="rig-7.lab.example")
+    named = request(origin="http://rig-7.lab.example:3000", host="Rig-7.lab.example:3000")
+    assert policy.check_request(named) is None
+    name = socket.gethostname()
+    assert policy.check_request(request(origin=f"http://{name}:3000", host=f"{name}:3000")) is None
+    assert AccessPolicy.from_config().check_request(named) == "Origin not allowed."
 
 
 def test_requests_without_origin_come_from_native_clients_and_are_allowed() -> None:

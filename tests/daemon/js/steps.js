@@ -17,6 +17,8 @@ async function main(url, steps) {
       const transports = step.length > 1 && step[1] ? step[1] : ["polling", "websocket"];
       const options = { transports, reconnection: false, timeout: 5000 };
       if (step.length > 2 && step[2]) options.auth = step[2];
+      // Node sends no Origin of its own; a test may play a browser page's.
+      if (step.length > 3 && step[3]) options.extraHeaders = step[3];
       socket = io(url, options);
       const outcome = await new Promise((resolve) => {
         socket.once("connect", () => resolve({ connected: socket.io.engine.transport.name }));
