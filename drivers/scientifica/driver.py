@@ -95,6 +95,8 @@ class ScientificaManipulator(Manipulator):
         self._scale = SpeedScale(Generation(3.0))
         self._geometry = Geometry(settings, 100, 0.0)
         self._user_top = ""
+        self._top_changed = False
+        """TOP may hold a move's speed instead of the user's (a move failed or was stopped)."""
         self._identity = ""
 
     def __repr__(self) -> str:
@@ -280,6 +282,7 @@ class ScientificaManipulator(Manipulator):
         except BaseException:
             if self._link.is_open:  # a vanished port is closed: nothing to stop through
                 await self._halt_shielded()
+                await self._restore_top_shielded()
             raise
 
     async def _settled(self) -> Counts:
@@ -313,10 +316,12 @@ class ScientificaManipulator(Manipulator):
         # TOP applies to the next move only, and the knobs use it too: put the
         # user's value back straight after ABS (a running move keeps its speed).
         if top != self._user_top:
+            self._top_changed = True
             await self._command(f"TOP {top}", parse_ack)
         await self._command("ABS {} {} {}".format(*goal), parse_ack)
-        if top != self._user_top:
+        if self._top_changed:
             await self._command(f"TOP {self._user_top}", parse_ack)
+            self._top_changed = False
         with trio.move_on_after(budget):
             await self._wait_idle()
             return
@@ -400,6 +405,19 @@ class ScientificaManipulator(Manipulator):
                 log.error("manipulator %s: STOP FAILED: %s", self.id, exc)
         if scope.cancelled_caught:
             log.error("manipulator %s: STOP TIMED OUT after %.1f s", self.id, HALT_BUDGET_S)
+
+    async def _restore_top_shielded(self) -> None:
+        """Give the knobs back the user's speed after a move that ended early."""
+        if not self._top_changed:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(HALT_BUDGET_S):
+            try:
+                await self._command(f"TOP {self._user_top}", parse_ack)
+                self._top_changed = False
+            except DeviceError as exc:
+                log.warning(
+                    "manipulator %s: could not restore TOP %s: %s", self.id, self._user_top, exc
+                )
 
     # --- helpers ------------------------------------------------------------------
 

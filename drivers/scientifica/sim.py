@@ -98,6 +98,8 @@ class ScientificaSim(PtyDevice):
         self.received: list[Received] = []
         self.next_error: int | None = None
         """Fault: the next command is answered ``E,<n>``."""
+        self.refuse: dict[str, int] = {}
+        """Fault: commands starting with one of these words are answered ``E,<n>``."""
         self.early_idle_s = 0.0
         """Fault: ``S`` says 0 this long before a move has really arrived."""
         self._mode = "idle"  # idle | move | knob | stopping
@@ -177,6 +179,8 @@ class ScientificaSim(PtyDevice):
             return f"E,{code}"
         word, _, rest = command.partition(" ")
         word, args = word.upper(), rest.split()
+        if word in self.refuse:
+            return f"E,{self.refuse[word]}"
         try:
             if args:
                 return self._set(word, args)

@@ -215,3 +215,13 @@ async def test_stop_during_a_stepped_move_sends_stop_at_once_not_after_the_step(
     assert not any(r.word in ("ABS", "TOP") for r in later)
     assert not sim.moving
     assert 0 < sim.position_um()[0] < 20.0
+
+
+async def test_a_refused_move_is_an_error_that_leaves_it_stopped_and_the_users_top_restored(
+    sim: ScientificaSim, manipulator: ScientificaManipulator
+) -> None:
+    sim.refuse["ABS"] = 4
+    with pytest.raises(DeviceError, match=r"error 4 to 'ABS 0 50000 0'"):
+        await manipulator.move_to((10.5, 10.0, 10.0, 0.0), 1.0)
+    assert after(sim, "TOP 1000")[:4] == ["ABS 0 50000 0", "STOP", "S", "TOP 1500"]
+    assert sim.top == "1500" and not sim.moving
