@@ -20,6 +20,7 @@ import numpy as np
 import trio
 
 from drivers.base import DeviceError, DeviceLost, Manipulator, NotSupported, Vector
+from drivers.halting import halt_shielded
 from drivers.priority_lock import PriorityLock
 from drivers.scientifica.geometry import Counts, Geometry
 from drivers.scientifica.protocol import (
@@ -215,14 +216,9 @@ class ScientificaManipulator(Manipulator):
         return None
 
     async def close(self) -> None:
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(CLOSE_BUDGET_S):
-                if self._link.is_open:
-                    try:
-                        await self.halt()
-                    except DeviceError as exc:
-                        log.warning("manipulator %s: stop on close failed: %s", self.id, exc)
-            await self._link.close()
+        if self._link.is_open:
+            await halt_shielded(self, CLOSE_BUDGET_S)
+        await self._link.close()
 
     # --- reads ------------------------------------------------------------------
 
@@ -281,7 +277,7 @@ class ScientificaManipulator(Manipulator):
             return await self._confirm(goal)
         except BaseException:
             if self._link.is_open:  # a vanished port is closed: nothing to stop through
-                await self._halt_shielded()
+                await halt_shielded(self, HALT_BUDGET_S)
                 await self._restore_top_shielded()
             raise
 
@@ -396,15 +392,6 @@ class ScientificaManipulator(Manipulator):
                     return
                 await trio.sleep(POLL_S)
         raise DeviceError(f"manipulator {self.id}: still moving {SETTLE_S} s after STOP")
-
-    async def _halt_shielded(self) -> None:
-        with trio.CancelScope(shield=True), trio.move_on_after(HALT_BUDGET_S) as scope:
-            try:
-                await self.halt()
-            except DeviceError as exc:
-                log.error("manipulator %s: STOP FAILED: %s", self.id, exc)
-        if scope.cancelled_caught:
-            log.error("manipulator %s: STOP TIMED OUT after %.1f s", self.id, HALT_BUDGET_S)
 
     async def _restore_top_shielded(self) -> None:
         """Give the knobs back the user's speed after a move that ended early."""
