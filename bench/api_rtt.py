@@ -5,9 +5,9 @@
 Three servers, each a subprocess on 127.0.0.1, driven by the raw WebSocket
 client of bench/_common.py in interleaved rounds:
 
-- ephysd: ``python -m ephysd.cli --platform fake --listen 127.0.0.1:PORT
-  --config bench/ephysd-bench.toml`` (its per-connection rate limit raised:
-  the default 1000 requests/s would refuse most calls; see that file);
+- ephysd: ``python -m ephysd.cli --platform fake --listen 127.0.0.1:PORT``
+  with its default settings (its request budget, 100,000 requests/s, is above
+  what it serves here, and a client over it would be slowed, not refused);
 - upstream: PyPI ephys-link 2.3.6 with its fake platform, from its own venv
   bench/.venv-upstream (installed on first use by bench/setup_upstream.sh;
   skipped with a message when that fails), started by bench/_upstream_launcher.py
@@ -32,13 +32,11 @@ import asyncio
 import compileall
 import contextlib
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from _common import (
-    BENCH_DIR,
     LATENCY_HEADERS,
     REPO_DIR,
     BenchError,
@@ -69,18 +67,13 @@ from _common import (
     servers_argv,
     verdict,
 )
+from _upstream import SERVER_ENV, ensure_upstream, upstream_argv
 
 SERVERS = {
     "ephysd": "ephysd (fake)",
     "upstream": "upstream ephys-link 2.3.6 (fake)",
     "floor": "floor (websockets, canned)",
 }
-UPSTREAM_VENV = BENCH_DIR / ".venv-upstream"
-UPSTREAM_PYTHON = UPSTREAM_VENV / "bin" / "python"
-SETUP_SCRIPT = BENCH_DIR / "setup_upstream.sh"
-LAUNCHER = BENCH_DIR / "_upstream_launcher.py"
-EPHYSD_CONFIG = BENCH_DIR / "ephysd-bench.toml"
-SETUP_TIMEOUT_S = 900.0
 SETTLE_S = 1.0
 # What upstream's fake platform answers for a manipulator at the origin.
 CANNED_POSITION = json.dumps(
@@ -117,30 +110,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
 
 
-def ensure_upstream(allow_install: bool) -> str:
-    """'' when upstream can run, else why it is skipped."""
-    stamp = UPSTREAM_VENV / ".bench-installed"
-    if UPSTREAM_PYTHON.exists() and stamp.exists():
-        return ""
-    if not allow_install:
-        return f"not installed in {UPSTREAM_VENV} (run {SETUP_SCRIPT})"
-    print(f"installing upstream ephys-link into {UPSTREAM_VENV} ...", file=sys.stderr)
-    try:
-        result = subprocess.run(
-            ["bash", str(SETUP_SCRIPT)],
-            capture_output=True,
-            text=True,
-            timeout=SETUP_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{SETUP_SCRIPT.name} failed: {exc!r}"
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
-        return f"{SETUP_SCRIPT.name} exited {result.returncode}:\n{tail}"
-    return ""
-
-
 def profile_path(profile_dir: str, kind: str) -> Path:
     return Path(profile_dir).resolve() / f"{kind}.prof"
 
@@ -159,20 +128,17 @@ def compile_ephysd() -> None:
 
 def spec_for(kind: str, port: int, cpu: int | None, profile_dir: str = "") -> ServerSpec:
     if kind in ("ephysd", "upstream"):
-        python = sys.executable if kind == "ephysd" else str(UPSTREAM_PYTHON)
+        python, *script = [sys.executable] if kind == "ephysd" else upstream_argv(port)
         argv = [python]
         if profile_dir:
             argv += ["-m", "cProfile", "-o", str(profile_path(profile_dir, kind))]
         if kind == "ephysd":
             argv += ["-m", "ephysd.cli", "--platform", "fake", "--listen", f"127.0.0.1:{port}"]
-            argv += ["--config", str(EPHYSD_CONFIG)]
         else:
-            argv += [str(LAUNCHER), "--port", str(port)]
+            argv += script
     else:
         argv = servers_argv("floor", port, "--reply", CANNED_POSITION)
-    # Upstream prints with rich; keep its console plain and unbuffered like the others.
-    env = {"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "TERM": "dumb"}
-    return ServerSpec(SERVERS[kind], argv, port, env=env, cpu=cpu)
+    return ServerSpec(SERVERS[kind], argv, port, env=SERVER_ENV, cpu=cpu)
 
 
 def position_error(ack: str) -> str:

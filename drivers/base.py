@@ -51,6 +51,26 @@ class PlatformConfigError(ValueError):
     """
 
 
+class JackhammerPattern(msgspec.Struct, frozen=True):
+    """One jackhammer cycle: ``phase1_steps`` steps of thrust ``phase1_pulses``,
+    then ``phase2_steps`` steps of thrust ``phase2_pulses``.
+
+    Thrust is a percentage of a full step (-100..100); positive drives forward
+    (deeper on the depth axis), negative backward. The numbers are Sensapex's
+    (``um_take_jackhammer_step``), which is where the mode comes from.
+    """
+
+    phase1_steps: int
+    phase1_pulses: int
+    phase2_steps: int
+    phase2_pulses: int
+
+    @property
+    def steps(self) -> int:
+        """Steps in one cycle (what a cycle's duration scales with)."""
+        return self.phase1_steps + self.phase2_steps
+
+
 class PlatformInfo(msgspec.Struct, frozen=True):
     """Static facts about a platform, reported by ``get_platform_info``."""
 
@@ -84,6 +104,11 @@ class PlatformOptions(msgspec.Struct, frozen=True):
 
 class Manipulator(abc.ABC):
     """One manipulator's device, in unified space (mm, mm/s)."""
+
+    platform_name: str = "This platform"
+    """The platform's display name (``PlatformInfo.name``) for messages that
+    name it; the actor that owns the manipulator sets it, so a driver written
+    without a thought for jackhammer mode still refuses it by name."""
 
     def __init__(self, manipulator_id: str) -> None:
         self.id = manipulator_id
@@ -131,6 +156,27 @@ class Manipulator(abc.ABC):
     @abc.abstractmethod
     async def halt(self) -> None:
         """Command the hardware to stop now. Bounded; must not queue behind reads."""
+
+    def check_jackhammer(self) -> None:
+        """Raise NotSupported unless :meth:`jackhammer` can run now; never waits.
+
+        Asked before a jackhammer claims the manipulator, so a request the
+        hardware cannot serve neither moves nor supersedes a running move.
+        """
+        raise NotSupported(f"{self.platform_name} does not support jackhammer mode")
+
+    async def jackhammer(self, axis: int, cycles: int, pattern: JackhammerPattern) -> None:
+        """Run ``cycles`` jackhammer cycles on the native ``axis`` (0=x 1=y 2=z 3=w/d,
+        the platform's own axes, as upstream numbers them) and return when the
+        device has done them.
+
+        Bounded in time like every device call. Cancellation means *stop*, as
+        for :meth:`move_to`: halt the device inside a shielded scope with its
+        own short deadline before re-raising. Platforms whose hardware cannot
+        do it keep this default, which refuses by the platform's name.
+        """
+        self.check_jackhammer()
+        raise NotSupported(f"{self.platform_name} does not support jackhammer mode")
 
     async def angles(self) -> tuple[float, float, float]:
         """(yaw, pitch, roll) in degrees."""

@@ -24,6 +24,7 @@ import trio.lowlevel
 from drivers.base import (
     DeviceError,
     DeviceLost,
+    JackhammerPattern,
     Manipulator,
     Platform,
     PlatformInfo,
@@ -53,6 +54,12 @@ ANGLES: tuple[tuple[float, float, float], ...] = (
 
 
 ORIGIN: Vector = (0.0, 0.0, 0.0, 0.0)
+
+JACKHAMMER_STEP_S = 0.01
+"""How long one simulated jackhammer step takes."""
+JACKHAMMER_THRUST_PER_MM = 10_000
+"""Percent-of-thrust steps per mm: one step moves thrust x 0.1 um, so a default
+cycle (10 steps at 15, then 5 at -15) advances 7.5 um in 150 ms."""
 
 
 def _finite_vector(values: Iterable[float]) -> Vector | None:
@@ -96,6 +103,7 @@ class FakeManipulator(Manipulator):
         self.opened = False
         self.halts = 0
         self.moves_started = 0
+        self.jackhammer_cycles = 0
 
     # --- test hooks --------------------------------------------------------------
 
@@ -157,6 +165,41 @@ class FakeManipulator(Manipulator):
     async def halt(self) -> None:
         await trio.lowlevel.checkpoint()
         self.halts += 1
+
+    def check_jackhammer(self) -> None:
+        """The simulated rig can jackhammer, so that the closed loop is testable end to end."""
+
+    async def jackhammer(self, axis: int, cycles: int, pattern: JackhammerPattern) -> None:
+        """Step ``axis`` by thrust x 0.1 um every 10 ms (positive thrust: the axis
+        grows, which on w is deeper); a cancelled run halts where it is."""
+        self._check()
+        if not 0 <= axis < len(self._position):
+            raise DeviceError(f"fake manipulator {self.id} has no axis {axis}")
+        phases = (
+            (pattern.phase1_steps, pattern.phase1_pulses),
+            (pattern.phase2_steps, pattern.phase2_pulses),
+        )
+        start = self._position[axis]
+        thrust_sum = 0  # summed as integers, so positions stay round decimals
+        try:
+            for _ in range(cycles):
+                self.jackhammer_cycles += 1
+                for steps, thrust in phases:
+                    for _ in range(steps):
+                        await trio.sleep(JACKHAMMER_STEP_S)
+                        self._check()
+                        thrust_sum += thrust
+                        self._set_axis(axis, start + thrust_sum / JACKHAMMER_THRUST_PER_MM)
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True), trio.move_on_after(0.2):
+                await self.halt()
+            raise
+
+    def _set_axis(self, axis: int, mm: float) -> None:
+        position = list(self._position)
+        position[axis] = mm
+        x, y, z, w = position
+        self._position = (x, y, z, w)
 
     async def angles(self) -> tuple[float, float, float]:
         await trio.lowlevel.checkpoint()

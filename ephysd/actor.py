@@ -6,18 +6,19 @@ The API never calls a driver. It sends a msgspec message carrying a one-shot
 - reads (position, angles, shank count) go to a small pool of reader tasks,
   so a read is answered while a move is running (the driver serialises its
   own transactions) and a slow read never holds up the others;
-- control messages (moves, inside-brain) go through the actor's loop, which
-  decides each one at once, in arrival order, and never waits on the device:
-  a move is claimed there (superseding the running one) and then driven in a
-  child task;
-- ``stop`` has a channel of its own (below).
+- control messages (moves, jackhammers, inside-brain) go through the actor's
+  loop, which decides each one at once, in arrival order, and never waits on
+  the device: a motion is claimed there (superseding the running one) and then
+  driven in a child task;
+- ``stop`` and ``abort_jackhammer`` have a channel of their own (below).
 
-A move runs inside a :class:`trio.CancelScope` the actor keeps. ``stop`` comes
-in on a separate priority channel, so it never queues behind other requests; it
-cancels that scope (the driver halts the hardware as it unwinds) and commands a
-halt as well. A new move cancels the running one first and waits for it to wind
-down, so the driver never sees two moves at once; the superseded move's ack
-says so.
+A motion (a move or a jackhammer run) runs inside a :class:`trio.CancelScope`
+the actor keeps. ``stop`` comes in on a separate priority channel, so it never
+queues behind other requests; it cancels that scope (the driver halts the
+hardware as it unwinds) and commands a halt as well. ``abort_jackhammer`` does
+the same, but only to a jackhammer. A new motion cancels the running one first
+and waits for it to wind down, so the driver never sees two at once; the
+superseded one's ack says so.
 
 Every device wait is bounded; a :class:`~drivers.base.DeviceLost` takes the
 manipulator offline (requests then fail at once) and a reconnect task reopens
@@ -35,9 +36,25 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import trio
 
-from drivers.base import DeviceError, DeviceLost, Manipulator, PlatformInfo, Vector
+from drivers.base import (
+    DeviceError,
+    DeviceLost,
+    JackhammerPattern,
+    Manipulator,
+    PlatformInfo,
+    Vector,
+)
+from ephysd import jackhammer
 from ephysd.errors import DeviceTimeout, error_text
-from ephysd.models import INSIDE_BRAIN_REFUSAL, Vector3, Vector4, vector4
+from ephysd.models import (
+    INSIDE_BRAIN_REFUSAL,
+    ClosedLoopReport,
+    JackhammerOutcome,
+    JackhammerRequest,
+    Vector3,
+    Vector4,
+    vector4,
+)
 from protocol.deferred import Deferred
 from protocol.stepping import Started, finish, start
 
@@ -93,14 +110,30 @@ class SetInsideBrain(msgspec.Struct, frozen=True):
     reply: ReplySlot[Result[bool]]
 
 
+class Jackhammer(msgspec.Struct, frozen=True):
+    """A jackhammer run. Its answer may carry an outcome *and* an error: a run
+    that was stopped or superseded still says where the probe ended."""
+
+    request: JackhammerRequest
+    reply: ReplySlot[Result[JackhammerOutcome]]
+
+
 class Stop(msgspec.Struct, frozen=True):
     reply: ReplySlot[Result[None]]
 
 
+class AbortJackhammer(msgspec.Struct, frozen=True):
+    """End the running jackhammer, if any; anything else (a move) runs on."""
+
+    reply: ReplySlot[Result[None]]
+
+
 # Reads go to a pool of reader tasks, in any order; control messages go through
-# the actor's loop in arrival order (a move after set_inside_brain must see it).
+# the actor's loop in arrival order (a move after set_inside_brain must see it);
+# stops and aborts take the priority channel.
 ReadRequest = GetPosition | GetAngles | GetShankCount
-ControlRequest = MoveTo | MoveDepth | SetInsideBrain
+ControlRequest = MoveTo | MoveDepth | SetInsideBrain | Jackhammer
+PriorityRequest = Stop | AbortJackhammer
 
 # Each read's event name and how its timeout describes it.
 _READS: dict[type[ReadRequest], tuple[str, str]] = {
@@ -120,6 +153,13 @@ class ActorLimits(msgspec.Struct, frozen=True):
     move_time_factor: float = 2.0
     move_slack_s: float = 10.0
     send_timeout_s: float = 2.0
+    # A jackhammer may take, per cycle, this much per step plus the slack
+    # (a device call, a position read), plus move_slack_s for the whole run.
+    jackhammer_step_s: float = 0.05
+    jackhammer_cycle_slack_s: float = 1.0
+    # Settling waits before a jackhammer reads the position (upstream's).
+    jackhammer_settle_s: float = 0.5
+    jackhammer_iteration_settle_s: float = 0.1
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 10.0
     queue_size: int = 256
@@ -136,7 +176,7 @@ class ActorHandle:
         manipulator_id: str,
         reads: trio.MemorySendChannel[ReadRequest],
         control: trio.MemorySendChannel[ControlRequest],
-        stops: trio.MemorySendChannel[Stop],
+        stops: trio.MemorySendChannel[PriorityRequest],
         send_timeout_s: float,
     ) -> None:
         self.id = manipulator_id
@@ -239,22 +279,43 @@ class ActorHandle:
         result: Result[bool] = await self._ask(self._control, SetInsideBrain(inside, slot), slot)
         return result
 
+    async def jackhammer(self, request: JackhammerRequest) -> Result[JackhammerOutcome]:
+        slot: ReplySlot[Result[JackhammerOutcome]] = ReplySlot()
+        result: Result[JackhammerOutcome] = await self._ask(
+            self._control, Jackhammer(request, slot), slot
+        )
+        return result
+
     async def stop(self) -> Result[None]:
         slot: ReplySlot[Result[None]] = ReplySlot()
         result: Result[None] = await self._ask(self._stops, Stop(slot), slot)
         return result
 
+    async def abort_jackhammer(self) -> Result[None]:
+        slot: ReplySlot[Result[None]] = ReplySlot()
+        result: Result[None] = await self._ask(self._stops, AbortJackhammer(slot), slot)
+        return result
+
+
+# What a motion is, as its messages name it.
+MOVE = "move"
+JACKHAMMER = "jackhammer"
+
 
 class _Move:
-    """The one running (or about to run) move of an actor."""
+    """The one running (or about to run) motion of an actor: a move or a jackhammer."""
 
-    __slots__ = ("done", "previous", "scope", "superseded")
+    __slots__ = ("aborted", "done", "kind", "previous", "scope", "superseded_by")
 
-    def __init__(self, previous: _Move | None) -> None:
+    def __init__(self, kind: str, previous: _Move | None) -> None:
+        self.kind = kind
         self.scope = trio.CancelScope()
         self.done = trio.Event()
-        self.superseded = False
-        # The move this one replaced; it must have wound down before we drive.
+        # The kind of request that superseded this motion, if one did.
+        self.superseded_by = ""
+        # Ended by abort_jackhammer (a jackhammer only).
+        self.aborted = False
+        # The motion this one replaced; it must have wound down before we drive.
         self.previous = previous
 
 
@@ -271,7 +332,7 @@ class Actor:
         size = self._limits.queue_size
         self._reads_send, self._reads = trio.open_memory_channel[ReadRequest](size)
         self._control_send, self._control = trio.open_memory_channel[ControlRequest](size)
-        self._stops_send, self._stops = trio.open_memory_channel[Stop](size)
+        self._stops_send, self._stops = trio.open_memory_channel[PriorityRequest](size)
         self.handle = ActorHandle(
             self.id,
             self._reads_send,
@@ -280,6 +341,7 @@ class Actor:
             self._limits.send_timeout_s,
         )
         self._move: _Move | None = None
+        manipulator.platform_name = info.name
         self._inside_brain = False
         self._online = True
         self._lost_reason = ""
@@ -467,16 +529,22 @@ class Actor:
                 log.error("manipulator %s set_position refused: %s", self.id, INSIDE_BRAIN_REFUSAL)
                 message.reply.resolve(Result(error=INSIDE_BRAIN_REFUSAL))
                 return
-            nursery.start_soon(self._move_to, message, self._claim_move())
+            nursery.start_soon(self._move_to, message, self._claim_move(MOVE))
+        elif isinstance(message, MoveDepth):
+            nursery.start_soon(self._move_depth, message, self._claim_move(MOVE))
         else:
-            nursery.start_soon(self._move_depth, message, self._claim_move())
+            refusal = self._jackhammer_refusal(message.request)
+            if refusal:
+                message.reply.resolve(Result(error=refusal))
+                return
+            nursery.start_soon(self._jackhammer, message, self._claim_move(JACKHAMMER))
 
-    def _claim_move(self) -> _Move:
-        """Make a new move the current one; the running one is superseded now."""
+    def _claim_move(self, kind: str) -> _Move:
+        """Make a new motion the current one; the running one is superseded now."""
         previous = self._move
-        move = self._move = _Move(previous)
+        move = self._move = _Move(kind, previous)
         if previous is not None:
-            previous.superseded = True
+            previous.superseded_by = "set_position or set_depth" if kind == MOVE else kind
             previous.scope.cancel()
         return move
 
@@ -507,29 +575,30 @@ class Actor:
         return seconds if math.isfinite(seconds) else math.inf
 
     async def _run_move(
-        self, move: _Move, drive: Callable[[], Coroutine[Any, Any, T]], speed: float
+        self, move: _Move, drive: Callable[[], Coroutine[Any, Any, T]], deadline_s: float
     ) -> tuple[T | None, str]:
-        """Run ``drive`` as ``move`` once the move it superseded has wound down;
-        bounded and stoppable. Returns (driver result or None, error)."""
+        """Run ``drive`` as ``move`` once the motion it superseded has wound down;
+        bounded and stoppable. Returns (driver result or None, error); a motion
+        that was stopped returns (None, "")."""
         try:
             if move.previous is not None:
                 await move.previous.done.wait()
                 move.previous = None
             result: T | None = None
             error = ""
-            deadline = self._move_deadline_s(speed)
             with move.scope:
                 try:
-                    result = await self._device(drive, deadline, "the end of a move")
+                    result = await self._device(drive, deadline_s, f"the end of a {move.kind}")
                 except Exception as exc:
-                    error = self._failure("move", exc)
-            if move.superseded:
+                    error = self._failure(move.kind, exc)
+            if move.superseded_by:
                 return None, (
-                    f"Manipulator {self.id} move was superseded by a newer "
-                    "set_position or set_depth request."
+                    f"Manipulator {self.id} {move.kind} was superseded by a newer "
+                    f"{move.superseded_by} request."
                 )
             if move.scope.cancelled_caught:
-                log.info("manipulator %s move stopped", self.id)
+                ended = "aborted" if move.aborted else "stopped"
+                log.info("manipulator %s %s %s", self.id, move.kind, ended)
                 result = None
             return result, error
         finally:
@@ -541,7 +610,9 @@ class Actor:
         target = message.position.as_tuple()
         log.info("manipulator %s move to %s at %s mm/s", self.id, message.position, message.speed)
         final, error = await self._run_move(
-            move, lambda: self.manipulator.move_to(target, message.speed), message.speed
+            move,
+            lambda: self.manipulator.move_to(target, message.speed),
+            self._move_deadline_s(message.speed),
         )
         if error:
             message.reply.resolve(Result(error=error))
@@ -567,7 +638,9 @@ class Actor:
     async def _move_depth(self, message: MoveDepth, move: _Move) -> None:
         log.info("manipulator %s depth to %s at %s mm/s", self.id, message.depth, message.speed)
         final, error = await self._run_move(
-            move, lambda: self.manipulator.move_depth(message.depth, message.speed), message.speed
+            move,
+            lambda: self.manipulator.move_depth(message.depth, message.speed),
+            self._move_deadline_s(message.speed),
         )
         if error:
             message.reply.resolve(Result(error=error))
@@ -590,12 +663,18 @@ class Actor:
     async def _serve_stops(self) -> None:
         async for message in self._stops:
             # Cancel here, in order, before anything can wait; halt in a child.
-            if self._move is not None:
-                self._move.scope.cancel()
+            move = self._move
+            if isinstance(message, AbortJackhammer):
+                if move is None or move.kind != JACKHAMMER:
+                    message.reply.resolve(Result(value=None))  # nothing to abort, nothing kept
+                    continue
+                move.aborted = True
+            if move is not None:
+                move.scope.cancel()
             assert self._nursery is not None
             self._nursery.start_soon(self._halt, message)
 
-    async def _halt(self, message: Stop) -> None:
+    async def _halt(self, message: PriorityRequest) -> None:
         if not self._online:
             message.reply.resolve(Result(error=self._offline_error()))
             return
@@ -606,3 +685,106 @@ class Actor:
         else:
             log.info("manipulator %s stopped", self.id)
             message.reply.resolve(Result(value=None))
+
+    # --- jackhammer ------------------------------------------------------------
+
+    def _jackhammer_refusal(self, request: JackhammerRequest) -> str:
+        """Why this jackhammer must not start ("" if it may), decided before it
+        claims the manipulator: a refused request leaves a running move alone."""
+        try:
+            self.manipulator.check_jackhammer()
+        except DeviceError as exc:
+            return self._failure("jackhammer", exc)
+        count = self._info.axes_count
+        depth = jackhammer.depth_axis(count)
+        axis = self._jackhammer_axis(request)
+        if axis >= count:
+            text = f"Manipulator {self.id} has no axis {axis}; its axes are 0 to {count - 1}."
+        elif self._inside_brain and axis != depth:
+            text = (
+                f"Cannot jackhammer manipulator {self.id} on axis {axis} while inside the brain."
+                f" Only its depth axis ({depth}) may be used."
+            )
+        else:
+            return ""
+        log.error("manipulator %s jackhammer refused: %s", self.id, text)
+        return text
+
+    def _jackhammer_axis(self, request: JackhammerRequest) -> int:
+        """The native axis asked for; -1 is the depth axis."""
+        return jackhammer.depth_axis(self._info.axes_count) if request.axis == -1 else request.axis
+
+    def _jackhammer_deadline_s(
+        self, cycles: int, pattern: JackhammerPattern, settle: float
+    ) -> float:
+        limits = self._limits
+        cycle = pattern.steps * limits.jackhammer_step_s + limits.jackhammer_cycle_slack_s
+        return cycles * (cycle + settle) + limits.jackhammer_settle_s + limits.move_slack_s
+
+    async def _jackhammer(self, message: Jackhammer, move: _Move) -> None:
+        request = message.request
+        axis = self._jackhammer_axis(request)
+        pattern = JackhammerPattern(
+            request.phase1_steps, request.phase1_pulses, request.phase2_steps, request.phase2_pulses
+        )
+        limits = self._limits
+        progress = jackhammer.Progress()
+        drive: Callable[[], Coroutine[Any, Any, tuple[Vector, ClosedLoopReport | None]]]
+        if request.closed_loop:
+            log.info(
+                "manipulator %s closed-loop jackhammer on axis %d to %s um, at most %d cycles",
+                self.id,
+                axis,
+                request.target_um,
+                request.max_iterations,
+            )
+            settle = limits.jackhammer_iteration_settle_s
+            deadline = self._jackhammer_deadline_s(request.max_iterations, pattern, settle)
+
+            async def drive() -> tuple[Vector, ClosedLoopReport | None]:
+                return await jackhammer.closed_loop(
+                    self.manipulator,
+                    axis,
+                    pattern,
+                    request.target_um,
+                    request.max_iterations,
+                    settle,
+                    progress,
+                )
+        else:
+            log.info(
+                "manipulator %s jackhammer on axis %d, %d cycles", self.id, axis, request.iterations
+            )
+            deadline = self._jackhammer_deadline_s(request.iterations, pattern, 0.0)
+
+            async def drive() -> tuple[Vector, ClosedLoopReport | None]:
+                final = await jackhammer.open_loop(
+                    self.manipulator, axis, request.iterations, pattern, limits.jackhammer_settle_s
+                )
+                return final, None
+
+        ran, error = await self._run_move(move, drive, deadline)
+        if ran is not None:
+            final, report = ran
+            message.reply.resolve(Result(value=JackhammerOutcome(vector4(final), report)))
+            return
+        if error and not move.superseded_by:
+            message.reply.resolve(Result(error=error))  # a failure: upstream's bare answer
+            return
+        # Ended early (aborted, stopped, superseded): say where the probe is now.
+        try:
+            position = await self._read_position()
+        except Exception as exc:
+            message.reply.resolve(
+                Result(error=self._failure("position read after jackhammer", exc))
+            )
+            return
+        if not error and not move.aborted:
+            error = f"Manipulator {self.id} jackhammer was stopped."
+        elif not error and not request.closed_loop:
+            # An open loop has no StopReason to tell an abort by.
+            error = f"Manipulator {self.id} jackhammer was aborted by abort_jackhammer."
+        report = progress.report("aborted", position) if request.closed_loop else None
+        message.reply.resolve(
+            Result(value=JackhammerOutcome(vector4(position), report), error=error)
+        )

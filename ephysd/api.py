@@ -21,11 +21,13 @@ from typing import Any, Final, TypeVar
 from ephysd.actor import ActorHandle, Result
 from ephysd.errors import error_text, unknown_manipulator
 from ephysd.models import (
+    ABORT_JACKHAMMER_ANSWER,
     MALFORMED_REQUEST,
     UNKNOWN_EVENT,
     AngularResponse,
     BooleanStateResponse,
     GetManipulatorsResponse,
+    JackhammerRequest,
     MalformedRequest,
     PinpointIdResponse,
     PlatformInfoResponse,
@@ -39,6 +41,7 @@ from ephysd.models import (
     Vector4,
     decode_manipulator_id,
     decode_request,
+    jackhammer_answer,
     to_json,
     vector4,
 )
@@ -52,10 +55,11 @@ T = TypeVar("T")
 # An event's answer: the ack text now, or later from the actor's task.
 Answer = str | Deferred[str]
 
-# The Ephys Link API level ephysd implements. Pinpoint refuses a server whose
-# major version is not 2, so this is what get_version reports, not our own
-# package version.
-EPHYS_LINK_API_VERSION: Final = "2.3.0"
+# The Ephys Link API level ephysd implements: upstream 2.3.6, whose events
+# (jackhammer and abort_jackhammer included) it serves in full. Pinpoint
+# refuses a server whose major version is not 2, so this is what get_version
+# reports, not our own package version.
+EPHYS_LINK_API_VERSION: Final = "2.3.6"
 
 
 class Api:
@@ -75,6 +79,8 @@ class Api:
             "set_position": self._set_position,
             "set_depth": self._set_depth,
             "set_inside_brain": self._set_inside_brain,
+            "jackhammer": self._jackhammer,
+            "abort_jackhammer": self._abort_jackhammer,
             "stop": self._stop,
             "stop_all": self._stop_all,
         }
@@ -235,6 +241,22 @@ class Api:
         if result.error or result.value is None:
             return to_json(BooleanStateResponse(error=result.error))
         return to_json(BooleanStateResponse(state=result.value))
+
+    async def _jackhammer(self, args: Sequence[Any]) -> str:
+        request = decode_request(self._arg(args), JackhammerRequest)
+        handle = self._handle_for(request.manipulator_id)
+        if handle is None:
+            return jackhammer_answer(None, self._unknown(request.manipulator_id))
+        result = await handle.jackhammer(request)
+        return jackhammer_answer(result.value, result.error)
+
+    async def _abort_jackhammer(self, args: Sequence[Any]) -> str:
+        # Upstream ignores any argument and always answers success; a halt that
+        # failed is in the log and in the aborted jackhammer's own answer.
+        errors = await self._rig.abort_jackhammer()
+        if errors:
+            log.error("abort_jackhammer: %s", errors)
+        return ABORT_JACKHAMMER_ANSWER
 
     async def _stop(self, args: Sequence[Any]) -> str:
         manipulator_id = decode_manipulator_id(self._arg(args))

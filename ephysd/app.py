@@ -23,19 +23,21 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+import msgspec
 import trio
 
 from drivers.base import Platform
 from ephysd.actor import ActorLimits
 from ephysd.api import Api
-from ephysd.config import DEFAULT_PORT, Settings, is_loopback, parse_host_port
-from ephysd.connection import ControlPolicy, access_policy, build_server
+from ephysd.config import Settings, estop_device, is_loopback, listen_address, proxy_address
+from ephysd.connection import ControlPolicy, build_server
 from ephysd.errors import StartupError, find_leaf
 from ephysd.estop import run_sigusr1_estop
 from ephysd.logging_setup import configure_logging
 from ephysd.rig import Rig, start_rig
 from ephysd.security import AccessPolicy
 from ephysd.service import Service, status_line
+from ephysd.startup import access_policy, prepare
 from protocol.server import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class Daemon:
         pinpoint_id: str | None = None,
         handle_signals: bool = False,
         reload_settings: Callable[[], Settings] | None = None,
+        access: AccessPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.platform = platform
@@ -70,7 +73,8 @@ class Daemon:
         self._server_config = server_config
         self._handle_signals = handle_signals
         self._reload_settings = reload_settings
-        self.access: AccessPolicy | None = None
+        # Built now, so bad access settings fail before any device is opened.
+        self.access = access if access is not None else access_policy(settings)
         self._ready_hooks: list[ReadyHook] = []
         self._services: list[ExtraService] = []
         self._nursery: trio.Nursery | None = None
@@ -154,7 +158,7 @@ class Daemon:
         await self.service.status(self.status_line(client))
 
     async def _start_server(self, nursery: trio.Nursery, api: Api) -> None:
-        host, port = parse_host_port(self.settings.listen, DEFAULT_PORT)
+        host, port = listen_address(self.settings)
         if not is_loopback(host):
             log.warning(
                 "listening on %s: the rig is reachable from the network, not just this"
@@ -162,7 +166,6 @@ class Daemon:
                 host,
                 ", ".join(self.settings.allow),
             )
-        self.access = access_policy(self.settings)
         server, self.policy = build_server(
             api, self.stop_all, self.settings, self._server_config, self.access
         )
@@ -179,7 +182,7 @@ class Daemon:
     async def _start_proxy(self, nursery: trio.Nursery, api: Api) -> None:
         from ephysd.proxy import run_proxy  # only proxy mode needs the client
 
-        host, port = parse_host_port(self.settings.proxy_address, DEFAULT_PORT)
+        host, port = proxy_address(self.settings)
         print(f"PINPOINT ID: {self.pinpoint_id}", flush=True)
         log.info("Pinpoint ID %s; connecting to proxy %s:%d", self.pinpoint_id, host, port)
         await nursery.start(
@@ -197,8 +200,7 @@ class Daemon:
             log.critical("emergency stop: some manipulators failed to halt: %s", errors)
 
     async def _start_estop(self, nursery: trio.Nursery) -> None:
-        estop = self.settings.estop
-        device = estop if isinstance(estop, str) else None
+        device = estop_device(self.settings)  # None: find the button (true or "auto")
         try:
             from ephysd.estop import run_estop
         except ImportError as exc:
@@ -208,19 +210,27 @@ class Daemon:
         await nursery.start(run_estop, device, self.emergency_stop)
 
     async def reload(self) -> None:
-        """SIGHUP: apply what can change under a connected client (debug, allow_origin)."""
+        """SIGHUP: apply what can change under a connected client (debug, allow_origin).
+
+        The whole new file is validated first, as at start-up (settings, access
+        rules, the platform's own checks): a file with any error raises here and
+        changes nothing, so the daemon keeps running on its previous settings.
+        """
         if self._reload_settings is None:
             return
         new = self._reload_settings()
+        prepare(new)
         configure_logging(new.debug)
-        if self.access is not None:
-            self.access.update_origins(new.allow_origin)
+        self.access.update_origins(new.allow_origin)
         changed = [
             name
             for name in new.__struct_fields__
             if name not in ("debug", "allow_origin")
             and getattr(new, name) != getattr(self.settings, name)
         ]
+        self.settings = msgspec.structs.replace(
+            self.settings, debug=new.debug, allow_origin=new.allow_origin
+        )
         if changed:
             log.warning("reload: %s changed; restart ephysd to apply", ", ".join(changed))
         log.info("reloaded: debug=%s, allow_origin=%s", new.debug, list(new.allow_origin))

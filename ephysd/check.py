@@ -1,12 +1,16 @@
 """``ephysd check``: is this rig configured right? Answered without moving anything.
 
-Run before enabling the service, or after re-cabling a rig: it validates the
-configuration values, makes sure the listen address is free and each serial
-device can be opened by this user, then starts the platform and handshakes
-with every manipulator (open, read the position, close). It never sends a
-move: a check must be safe with probes in a brain.
+Run before enabling the service, or after re-cabling a rig. It takes the
+daemon's own flags and runs the daemon's own start-up checks
+(:mod:`ephysd.startup`), so it fails exactly where the daemon would: the
+settings, the access rules and the platform's validation, then the e-stop
+button. Then it makes sure the listen address is free and each serial device
+can be opened by this user, starts the platform and handshakes with every
+manipulator (open, read the position, close). It never sends a move: a check
+must be safe with probes in a brain.
 
-Each finding is one line; any failure makes the exit status non-zero.
+Each finding is one line. The exit status is the daemon's: 2 for a
+configuration error, 1 for any other problem, 0 when all is well.
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from dataclasses import dataclass
 import trio
 
 from drivers.base import DeviceError, Manipulator, Platform, PlatformConfigError
+from ephysd.config import ConfigError, Settings, estop_device, listen_address
+from ephysd.platforms import SERIAL_PLATFORMS
 from ephysd.security import AccessPolicy, PolicyError, parse_networks, peer_address
+from ephysd.startup import locate_estop, prepare
+
+CONFIGURATION_ERROR = 2
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +54,16 @@ class Finding:
         return f"{tag}  {self.subject}: {self.text}"
 
 
-def check_policy(allow: Sequence[str], allow_origin: Sequence[str], token: str | None) -> Finding:
-    try:
-        policy = AccessPolicy.from_config(allow, allow_origin, token)
-    except PolicyError as exc:
-        return Finding(False, "access", str(exc))
-    origins = ", ".join(sorted(policy.allowed_origins)) or "none (browsers refused)"
+def check_policy(policy: AccessPolicy) -> Finding:
+    """What the (already validated) access rules let in, in one line."""
+    origins = ", ".join(sorted(policy.allowed_origins)) or "none listed"
     networks = ", ".join(str(n) for n in policy.allow)
     token_text = "token required" if policy.token else "no token"
-    return Finding(True, "access", f"clients from {networks}; origins {origins}; {token_text}")
+    return Finding(
+        True,
+        "access",
+        f"clients from {networks}; origins {origins} (and the daemon's own); {token_text}",
+    )
 
 
 def check_exposure(
@@ -64,7 +74,7 @@ def check_exposure(
     try:
         networks = parse_networks(allow)
     except PolicyError:
-        return warnings  # reported by check_policy
+        return warnings  # a configuration error, reported before this runs
     outside = [str(n) for n in networks if not n.is_loopback]
     loopback_listen = listen_host == "localhost" or _is_loopback_ip(listen_host)
     if not loopback_listen and outside and token is None:
@@ -217,8 +227,8 @@ def _leaves(group: BaseExceptionGroup[DeviceError]) -> list[DeviceError]:
     return leaves
 
 
-def report(findings: Sequence[Finding]) -> int:
-    """Print one line per finding; the exit status is 1 if anything failed."""
+def report(findings: Sequence[Finding], failure_status: int = 1) -> int:
+    """Print one line per finding; the exit status is ``failure_status`` if anything failed."""
     for finding in findings:
         print(finding, flush=True)
     failed = sum(not f.ok for f in findings)
@@ -227,32 +237,49 @@ def report(findings: Sequence[Finding]) -> int:
     if warned:
         summary += f", {warned} warning(s)"
     print(summary, flush=True)
-    return 1 if failed else 0
+    return failure_status if failed else 0
+
+
+def check_estop(settings: Settings) -> list[Finding]:
+    """The button the daemon would arm: the named device, or the one the daemon would find."""
+    if settings.estop is False:
+        return []
+    try:
+        device = locate_estop(settings)
+    except DeviceError as exc:
+        return [Finding(False, "e-stop", str(exc))]
+    assert device is not None
+    finding = check_serial_device(device)
+    found = "" if estop_device(settings) else "found by `ephysd ports`' rule; "
+    return [Finding(finding.ok, "e-stop", f"{device}: {found}{finding.text}")]
 
 
 def main(argv: Sequence[str] = ()) -> int:
     """Entry point of ``ephysd check``: takes the daemon's own flags (``--config FILE`` ...)."""
-    from ephysd.cli import parse_settings, platform_options
-    from ephysd.config import DEFAULT_PORT, ConfigError, parse_host_port
-    from ephysd.platforms import create_platform
+    from ephysd.cli import build_parser, parse_settings
 
     logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
+    parser = build_parser("ephysd check", CHECK_DESCRIPTION, CHECK_EPILOG)
     try:
-        settings = parse_settings(argv)
-    except ConfigError as exc:
-        return report([Finding(False, "configuration", str(exc))])
+        settings = parse_settings(argv, parser)
+        prepared = prepare(settings)
+    except (ConfigError, PlatformConfigError) as exc:
+        return report([Finding(False, "configuration", str(exc))], CONFIGURATION_ERROR)
+    except DeviceError as exc:  # the platform's driver cannot be loaded
+        return report([Finding(False, f"platform {settings.platform}", str(exc))])
     findings = [Finding(True, "configuration", f"valid, platform {settings.platform}")]
-    findings.append(check_policy(settings.allow, settings.allow_origin, settings.token))
+    findings.extend(Finding(True, "configuration", line, warning=True) for line in prepared.ignored)
+    findings.append(check_policy(prepared.access))
     service_running = False
     if not settings.use_proxy:
-        host, port = parse_host_port(settings.listen, DEFAULT_PORT)
+        host, port = listen_address(settings)
         findings.extend(check_exposure(host, settings.allow, settings.allow_origin, settings.token))
         listen = check_listen(host, port)
         findings.append(listen)
         service_running = not listen.ok and listen.text.startswith(_IN_USE)
-    findings.extend(check_serial_device(spec) for spec in settings.port)
-    if isinstance(settings.estop, str):
-        findings.append(check_serial_device(settings.estop))
+    if settings.platform in SERIAL_PLATFORMS:
+        findings.extend(check_serial_device(spec) for spec in settings.port)
+    findings.extend(check_estop(settings))
     if service_running:
         # Handshaking would share the devices with the running daemon (and
         # closing them would halt its moves). Say so instead.
@@ -260,10 +287,16 @@ def main(argv: Sequence[str] = ()) -> int:
             Finding(False, "devices", "not checked while ephysd is running; stop it first")
         )
         return report(findings)
-    try:
-        platform = create_platform(settings.platform, platform_options(settings))
-    except (DeviceError, PlatformConfigError) as exc:
-        findings.append(Finding(False, f"platform {settings.platform}", str(exc)))
-    else:
-        findings.extend(trio.run(check_platform, platform))
+    findings.extend(trio.run(check_platform, prepared.platform))
     return report(findings)
+
+
+CHECK_DESCRIPTION = (
+    "Check the configuration, the serial devices, the e-stop button and every manipulator"
+    " (opened, position read, closed) as the daemon would start them; nothing moves."
+    " Takes the daemon's flags."
+)
+CHECK_EPILOG = (
+    "exit status: 0 all well, 2 a configuration error (the daemon would exit 2 too),"
+    " 1 any other problem."
+)

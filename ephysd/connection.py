@@ -9,8 +9,9 @@ with a CONNECT_ERROR naming the holder, and the first keeps working.
 When the controller leaves (closed, crashed, cable pulled: the heartbeat
 notices within ping interval + ping timeout) every motion is stopped *before*
 control is freed, so the next client never starts a move that the clean-up
-then cancels. Each connection has a request budget; ``stop``/``stop_all`` are
-never limited.
+then cancels. Each connection has a request budget: a request over it waits
+for budget before it is served (never answered with an error), while
+``stop``, ``stop_all`` and ``abort_jackhammer`` never wait.
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ from typing import Any
 import trio
 
 from ephysd.api import Answer, Api
-from ephysd.config import DEFAULT_PORT, ConfigError, Settings, parse_host_port
-from ephysd.security import TOO_MANY_REQUESTS, AccessPolicy, PolicyError, RequestRateLimiter
+from ephysd.config import Settings
+from ephysd.security import (
+    DEFAULT_BURST,
+    DEFAULT_RATE_PER_S,
+    NEVER_LIMITED,
+    TOO_MANY_REQUESTS,
+    AccessPolicy,
+    RequestRateLimiter,
+)
+from ephysd.startup import access_policy
 from protocol.engineio.config import EngineIOConfig
 from protocol.server import ConnectRefused, ServerConfig, SocketIOServer
 from protocol.transport import RequestInfo
@@ -40,8 +49,8 @@ class ControlPolicy:
         *,
         stop_on_disconnect: bool = True,
         access: AccessPolicy | None = None,
-        rate: float = 1000.0,
-        burst: float = 1000.0,
+        rate: float = DEFAULT_RATE_PER_S,
+        burst: float = DEFAULT_BURST,
     ) -> None:
         self._stop_all = stop_all
         self._stop_on_disconnect = stop_on_disconnect
@@ -67,11 +76,13 @@ class ControlPolicy:
         """Return once no client holds control (after its clean-up finished)."""
         await self._free.wait()
 
-    def allow(self, sid: str, event: str) -> bool:
-        """Whether ``sid`` may make this request now (rate limit; stops always pass)."""
+    def admit(self, sid: str, event: str) -> float | None:
+        """How long this request of ``sid`` must wait for the controller's budget
+        (0.0: serve it now), or None when ``sid`` does not hold control (stops
+        from anyone still pass)."""
         if sid != self.controller or self._limiter is None:
-            return event in ("stop", "stop_all")
-        return self._limiter.allow(event)
+            return 0.0 if event in NEVER_LIMITED else None
+        return self._limiter.delay_s(event)
 
     async def on_connect(self, sid: str, auth: Any, request: RequestInfo) -> None:
         peer = f"{request.remote_host}:{request.remote_port}"
@@ -114,18 +125,6 @@ class ControlPolicy:
         await self._announce(None)
 
 
-def access_policy(settings: Settings) -> AccessPolicy:
-    try:
-        return AccessPolicy.from_config(
-            settings.allow,
-            settings.allow_origin,
-            settings.token,
-            listen_host=parse_host_port(settings.listen, DEFAULT_PORT)[0],
-        )
-    except PolicyError as exc:
-        raise ConfigError(str(exc)) from None
-
-
 def server_config(settings: Settings) -> ServerConfig:
     return ServerConfig(
         engineio=EngineIOConfig(
@@ -162,8 +161,13 @@ def build_server(
     )
 
     async def on_event(sid: str, event: str, *args: Any) -> Answer:
-        if not policy.allow(sid, event):
+        wait_s = policy.admit(sid, event)
+        if wait_s is None:
             return TOO_MANY_REQUESTS
+        if wait_s:
+            # Over budget: slowed down, never refused. Only this request waits,
+            # on its own handler task; the client's later stops are still read.
+            await trio.sleep(wait_s)
         return await api.answer(event, args)
 
     server.on_any(on_event)

@@ -20,10 +20,9 @@ from contextlib import asynccontextmanager
 import trio
 
 from ephysd.app import Daemon
-from ephysd.cli import exit_status, parse_settings, platform_options
+from ephysd.cli import build_daemon, exit_status, parse_settings
 from ephysd.errors import StartupError
 from ephysd.logging_setup import configure_logging
-from ephysd.platforms import create_platform
 
 SIMULATED_BRIDGES = 2
 NEWSCALE_SIM = ("drivers.newscale.sim",)
@@ -132,11 +131,7 @@ async def _serve(argv: list[str], use_fake: bool, use_scientifica: bool = False)
 async def _run_daemon(argv: list[str], rig: str, manipulator_id: str) -> None:
     settings = parse_settings(argv)
     configure_logging(settings.debug)
-    daemon = Daemon(
-        settings,
-        create_platform(settings.platform, platform_options(settings)),
-        handle_signals=True,
-    )
+    daemon = build_daemon(settings, handle_signals=True)
 
     async def print_banner(daemon: Daemon) -> None:
         assert daemon.address is not None
@@ -153,9 +148,7 @@ def run(argv: Sequence[str]) -> int:
     for flag in ("--fake", "--scientifica"):
         if flag in args:
             args.remove(flag)
-    return exit_status(
-        lambda: trio.run(_serve, args, use_fake, use_scientifica), config_error_status=2
-    )
+    return exit_status(lambda: trio.run(_serve, args, use_fake, use_scientifica))
 
 
 if __name__ == "__main__":

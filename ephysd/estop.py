@@ -7,10 +7,14 @@ thread). An e-stop that silently died is worse than none: when the button's
 port vanishes the loss is logged at ERROR, and the task keeps reopening it
 for as long as the daemon runs.
 
+Without a device (``estop = true`` or ``"auto"``) the button is the first port
+``ephysd ports`` marks as an e-stop candidate: one rule for both
+(:func:`ephysd.ports.is_estop_candidate`).
+
 Wiring in the daemon's root nursery (both before reporting READY)::
 
-    await nursery.start(run_estop, options.estop_device, emergency_stop)  # with --estop
-    await nursery.start(run_sigusr1_estop, emergency_stop)                # always
+    await nursery.start(run_estop, estop_device(settings), emergency_stop)  # with --estop
+    await nursery.start(run_sigusr1_estop, emergency_stop)                  # always
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 import trio
 
 from drivers.base import DeviceError
+from ephysd.ports import PortLike, estop_candidates, system_ports
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +46,17 @@ class EStopUnavailable(DeviceError):
     """The button cannot be armed at start-up (no such port, no Arduino found)."""
 
 
-class PortInfo(Protocol):
-    device: str
-    description: str
-
-
-def find_arduino_port(ports: Iterable[PortInfo] | None = None) -> str:
-    """The first serial port whose description mentions Arduino."""
-    # Imported here, like trio_serial below: most rigs run without a button,
-    # and the daemon's idle memory is a target.
-    import serial.tools.list_ports
-
-    candidates = list(serial.tools.list_ports.comports() if ports is None else ports)
-    for port in candidates:
-        if "arduino" in (port.description or "").lower():
-            return str(port.device)
-    seen = ", ".join(f"{p.device} ({p.description})" for p in candidates) or "none"
+def find_estop_button(ports: Iterable[PortLike] | None = None) -> str:
+    """The button's device for ``estop = true`` / ``"auto"``: the first port ``ephysd ports``
+    marks as an e-stop candidate (an Arduino by USB vendor id or by name)."""
+    listed = system_ports() if ports is None else list(ports)
+    candidates = estop_candidates(listed)
+    if candidates:
+        return candidates[0]
+    seen = ", ".join(f"{p.device} ({p.description})" for p in listed) or "none"
     raise EStopUnavailable(
-        f"No e-stop button found: no serial port mentions Arduino (ports: {seen}); "
-        "name it with --estop DEVICE"
+        f"No e-stop button found: no serial port looks like an Arduino (ports: {seen}); "
+        "see `ephysd ports`, or name it with --estop DEVICE"
     )
 
 
@@ -77,8 +74,8 @@ async def run_estop(
     within ``first_open_timeout``: the operator asked for an e-stop, so the
     daemon must not come up without one.
     """
-    path = device if device is not None else find_arduino_port()
-    # Found by description: after a replug the button may come back under another name.
+    path = device if device is not None else find_estop_button()
+    # Found by the candidate rule: after a replug it may come back under another name.
     port = _ButtonPort(path, baud, rediscover=device is None)
     try:
         with trio.fail_after(first_open_timeout):
@@ -132,7 +129,7 @@ class _ButtonPort:
     async def _try_open(self) -> trio.abc.ReceiveStream | None:
         if self.rediscover:
             try:
-                self.path = find_arduino_port()
+                self.path = find_estop_button()
             except EStopUnavailable as exc:
                 self.last_error = str(exc)
                 return None

@@ -17,12 +17,13 @@ fail becomes :class:`MalformedRequest`, which the API answers with
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
 MALFORMED_REQUEST: Final = json.dumps({"error": "Malformed request."})
 UNKNOWN_EVENT: Final = json.dumps({"error": "Unknown event."})
+ABORT_JACKHAMMER_ANSWER: Final = json.dumps({"success": True})
 
 INSIDE_BRAIN_REFUSAL: Final = (
     'Cannot move manipulator while inside the brain. Set the depth ("set_depth") instead.'
@@ -105,11 +106,42 @@ class SetInsideBrainRequest(msgspec.Struct, frozen=True, rename="pascal"):
     inside: bool
 
 
+# Bounds of a jackhammer request. Upstream hands whatever arrives to the SDK;
+# thrust is a percentage of a step, and a cap on steps and cycles keeps every
+# run bounded in time (1000 default cycles take minutes, not hours).
+MAX_JACKHAMMER_CYCLES: Final = 1000
+MAX_JACKHAMMER_STEPS: Final = 1000
+Thrust = Annotated[int, msgspec.Meta(ge=-100, le=100)]
+Steps = Annotated[int, msgspec.Meta(ge=0, le=MAX_JACKHAMMER_STEPS)]
+Cycles = Annotated[int, msgspec.Meta(ge=0, le=MAX_JACKHAMMER_CYCLES)]
+
+
+class JackhammerRequest(msgspec.Struct, frozen=True, rename="pascal"):
+    """Upstream 2.3.6's jackhammer arguments; every key optional, with its default.
+
+    ``axis`` -1 means the platform's depth axis. An empty ``manipulator_id``
+    (the default) names no manipulator and is answered as an unknown one.
+    """
+
+    manipulator_id: str = ""
+    axis: Annotated[int, msgspec.Meta(ge=-1, le=3)] = -1
+    iterations: Cycles = 10
+    phase1_steps: Steps = 10
+    phase1_pulses: Thrust = 15
+    phase2_steps: Steps = 5
+    phase2_pulses: Thrust = -15
+    closed_loop: bool = False
+    target_um: Annotated[float, msgspec.Meta(ge=-1e9, le=1e9)] = 0.0
+    max_iterations: Cycles = 50
+
+
 class MalformedRequest(ValueError):
     """A request that could not be decoded or failed validation; the text says why."""
 
 
-RequestT = TypeVar("RequestT", SetPositionRequest, SetDepthRequest, SetInsideBrainRequest)
+RequestT = TypeVar(
+    "RequestT", SetPositionRequest, SetDepthRequest, SetInsideBrainRequest, JackhammerRequest
+)
 
 
 def _pascal(key: str) -> str:
@@ -213,6 +245,48 @@ class SetDepthResponse(msgspec.Struct, frozen=True, rename="pascal"):
 class BooleanStateResponse(msgspec.Struct, frozen=True, rename="pascal"):
     state: bool = False
     error: str = ""
+
+
+StopReason = Literal["target_reached", "backward_movement", "max_iterations", "aborted"]
+"""Why a closed-loop jackhammer ended, in upstream's words."""
+
+
+class ClosedLoopReport(msgspec.Struct, frozen=True):
+    """What a closed-loop jackhammer adds to its answer."""
+
+    iterations_used: int
+    stop_reason: StopReason
+    advancement_um: float
+
+
+class JackhammerOutcome(msgspec.Struct, frozen=True):
+    """A jackhammer's result: where the probe ended, and the closed loop's report."""
+
+    position: Vector4
+    closed_loop: ClosedLoopReport | None = None
+
+
+# Upstream's answer when it has no position (a failure): integer zeros.
+_NO_POSITION: Final = {"x": 0, "y": 0, "z": 0, "w": 0}
+
+
+def jackhammer_answer(outcome: JackhammerOutcome | None, error: str) -> str:
+    """The jackhammer ack, key for key and spacing for spacing as upstream builds it.
+
+    Upstream assembles this one answer by hand and writes it with
+    ``json.dumps`` (``", "`` and ``": "``), unlike every other answer; the
+    closed-loop keys come only with a closed loop's report.
+    """
+    body: dict[str, Any] = {
+        "Position": msgspec.structs.asdict(outcome.position) if outcome else _NO_POSITION,
+        "Error": error,
+    }
+    report = outcome.closed_loop if outcome else None
+    if report is not None:
+        body["IterationsUsed"] = report.iterations_used
+        body["StopReason"] = report.stop_reason
+        body["AdvancementUm"] = report.advancement_um
+    return json.dumps(body)
 
 
 _encoder = msgspec.json.Encoder()

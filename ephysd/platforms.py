@@ -22,6 +22,10 @@ DRIVER_MODULES: Final[dict[str, str]] = {
 
 PLATFORM_NAMES: Final = tuple(DRIVER_MODULES)
 
+# Platforms that take ``--port`` (one serial device per manipulator); the
+# others ignore a ``port`` list, and the daemon and ``ephysd check`` say so.
+SERIAL_PLATFORMS: Final = frozenset({"newscale", "scientifica", "sutter"})
+
 
 class PlatformUnavailable(DeviceError):
     """The chosen platform's driver cannot be loaded."""

@@ -70,12 +70,23 @@ def classify(port: PortLike) -> PortKind:
         return PortKind.NEWSCALE_BRIDGE
     if port.vid is not None and (port.vid, port.pid) in SCIENTIFICA_IDS:
         return PortKind.SCIENTIFICA
-    text = " ".join(s for s in (port.description, port.manufacturer, port.product) if s)
-    if (port.vid is not None and port.vid in ARDUINO_VIDS) or "arduino" in text.lower():
+    if is_estop_candidate(port):
         return PortKind.ESTOP_CANDIDATE
     if port.vid is not None and (port.vid, port.pid) in SCIENTIFICA_MAYBE_IDS:
         return PortKind.SCIENTIFICA_MAYBE  # an Arduino with an FT232 says so above
     return PortKind.OTHER
+
+
+def is_estop_candidate(port: PortLike) -> bool:
+    """An Arduino, by its USB vendor id or by name: the one rule for this table and ``--estop``.
+
+    Clones (CH340 and the like) carry another vendor id but usually say
+    "Arduino" in their manufacturer or product string, so both are looked at.
+    """
+    if port.vid is not None and port.vid in ARDUINO_VIDS:
+        return True
+    text = " ".join(s for s in (port.description, port.manufacturer, port.product) if s)
+    return "arduino" in text.lower()
 
 
 def stable_names(sources: Sequence[tuple[Path, str]] = STABLE_LINKS) -> dict[str, str]:
@@ -152,7 +163,7 @@ def main(argv: Sequence[str] = ()) -> int:
 
 
 def estop_candidates(ports: Iterable[PortLike] | None = None) -> list[str]:
-    """Devices that look like an Arduino e-stop button, for ``--estop`` without a device."""
+    """Devices marked as e-stop candidates, in order; ``--estop`` with no device takes the first."""
     found = system_ports() if ports is None else ports
     return sorted(p.device for p in found if classify(p) is PortKind.ESTOP_CANDIDATE)
 

@@ -7,13 +7,13 @@ benchmark) without a server, and so the supervisor owns every task directly.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import trio
 
 from drivers.base import Manipulator, Platform, PlatformInfo
-from ephysd.actor import Actor, ActorHandle, ActorLimits
+from ephysd.actor import Actor, ActorHandle, ActorLimits, Result
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +32,26 @@ class Rig:
 
     async def stop_all(self) -> str:
         """Stop every manipulator at once; "" when all halted, else their errors."""
+        return await self._on_every_actor(ActorHandle.stop)
+
+    async def abort_jackhammer(self) -> str:
+        """End every running jackhammer at once (upstream has one abort for the
+        whole rig); "" when each was halted, else their errors. Moves run on."""
+        return await self._on_every_actor(ActorHandle.abort_jackhammer)
+
+    async def _on_every_actor(
+        self, request: Callable[[ActorHandle], Awaitable[Result[None]]]
+    ) -> str:
         errors: list[str] = []
 
-        async def stop_one(handle: ActorHandle) -> None:
-            result = await handle.stop()
+        async def one(handle: ActorHandle) -> None:
+            result = await request(handle)
             if result.error:
                 errors.append(result.error)
 
         async with trio.open_nursery() as nursery:
             for handle in self.handles.values():
-                nursery.start_soon(stop_one, handle)
+                nursery.start_soon(one, handle)
         return "; ".join(errors)
 
 

@@ -1,4 +1,4 @@
-"""Who may drive the manipulators: network allow list, browser Origin, shared token, rate.
+"""Who may drive the manipulators: network allow list, browser Origin, shared token, budget.
 
 The daemon listens on loopback by default, but loopback is not a trust
 boundary on a rig PC: any web page open in the browser there can reach
@@ -46,12 +46,20 @@ LOOPBACK_NETWORKS: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 MAX_TOKEN_LENGTH = 1024
 MAX_ORIGIN_LENGTH = 512
 
-# Events a rate limit must never delay or refuse: stop always wins.
-NEVER_LIMITED: frozenset[str] = frozenset({"stop", "stop_all"})
-# The API's generic error shape (as for "Malformed request.").
+# Events the request budget never delays: stop always wins, and so does the
+# jackhammer's emergency button.
+NEVER_LIMITED: frozenset[str] = frozenset({"stop", "stop_all", "abort_jackhammer"})
+# The API's generic error shape (as for "Malformed request."), for a request
+# from a client that does not hold control.
 TOO_MANY_REQUESTS = json.dumps({"error": "Too many requests."})
-DEFAULT_RATE_PER_S = 1000.0
-DEFAULT_BURST = 1000.0
+# The default budget is far above what the daemon serves one client (tens of
+# thousands of requests a second on the fake rig, far fewer on hardware), so a
+# client shaped like Pinpoint (one read in flight per manipulator, back to back,
+# as fast as answers come) is never slowed; a lower [limits] rate caps a client.
+DEFAULT_RATE_PER_S = 100_000.0
+DEFAULT_BURST = 10_000.0
+MAX_WAIT_S = 10.0
+"""The longest one request waits for budget, however far over it its client is."""
 
 # Sec-Fetch-Site values a browser sends for requests a page on another site made.
 _CROSS_SITE_FETCH = frozenset({"cross-site", "same-site"})
@@ -274,39 +282,45 @@ class AccessPolicy:
 
 
 class TokenBucket:
-    """Per-connection request-rate limit: ``rate`` per second, bursts up to ``burst``.
+    """A request budget: ``rate`` tokens a second, at most ``burst`` saved up.
 
-    Clock-free (callers pass ``now``, e.g. ``trio.current_time()``), so it is
-    trivially testable and costs two float operations per request. Callers
-    must never rate-limit ``stop``/``stop_all``: stop always wins.
+    A request always gets its token; when the bucket is empty it borrows
+    against the tokens still to come, and :meth:`reserve` says how long until
+    they are earned. The debt is capped at ``max_debt`` tokens, so no wait is
+    ever longer than ``max_debt / rate``. Clock-free (callers pass ``now``,
+    e.g. ``trio.current_time()``): trivially testable, a few float operations
+    per request.
     """
 
-    __slots__ = ("_level", "_stamp", "burst", "rate")
+    __slots__ = ("_level", "_stamp", "burst", "max_debt", "rate")
 
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+    def __init__(self, rate: float, burst: float, now: float, max_debt: float = 0.0) -> None:
+        if rate <= 0 or burst < 1 or max_debt < 0:
+            raise ValueError("rate must be > 0, burst >= 1 and max_debt >= 0")
         self.rate = rate
         self.burst = burst
+        self.max_debt = max_debt
         self._level = burst
         self._stamp = now
 
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        """Spend ``cost`` tokens if available; False means "too many requests, refuse this one"."""
+    def reserve(self, now: float, cost: float = 1.0) -> float:
+        """Spend ``cost`` tokens, borrowing if need be; the seconds until the
+        borrowed ones are earned (0.0 when none were borrowed)."""
         elapsed = max(0.0, now - self._stamp)
         self._stamp = max(self._stamp, now)
-        self._level = min(self.burst, self._level + elapsed * self.rate)
-        if self._level >= cost:
-            self._level -= cost
-            return True
-        return False
+        level = min(self.burst, self._level + elapsed * self.rate) - cost
+        self._level = max(level, -self.max_debt)
+        return -self._level / self.rate if self._level < 0 else 0.0
 
 
 class RequestRateLimiter:
-    """One client's request budget; ``allow(event)`` before handling each event.
+    """One client's request budget: a client over it is slowed down, never refused.
 
-    A refused request gets :data:`TOO_MANY_REQUESTS` as its answer (the client
-    keeps its connection and can slow down); stops are always allowed.
+    ``delay_s(event)`` before handling each event says how long that request
+    must wait for budget; the caller waits, then serves it. Only the requests
+    over the budget wait (each at most ``max_wait_s``), and waiting requests
+    hold handler slots, so a client that floods is throttled by its own
+    backlog instead of being answered with errors. Stops never wait.
     """
 
     def __init__(
@@ -314,17 +328,21 @@ class RequestRateLimiter:
         rate: float = DEFAULT_RATE_PER_S,
         burst: float = DEFAULT_BURST,
         clock: Callable[[], float] = trio.current_time,
+        max_wait_s: float = MAX_WAIT_S,
     ) -> None:
         self._clock = clock
-        self._bucket = TokenBucket(rate, burst, clock())
-        self.refused = 0
+        self._bucket = TokenBucket(rate, burst, clock(), max_debt=rate * max_wait_s)
+        self.slowed = 0
 
-    def allow(self, event: str) -> bool:
+    def delay_s(self, event: str) -> float:
+        """Seconds this request must wait for budget before it is served (0.0: now)."""
         if event in NEVER_LIMITED:
-            return True
-        if self._bucket.take(self._clock()):
-            return True
-        self.refused += 1
-        if self.refused == 1 or self.refused % 1000 == 0:
-            log.warning("client over its request rate: %d request(s) refused", self.refused)
-        return False
+            return 0.0
+        wait = self._bucket.reserve(self._clock())
+        if wait > 0:
+            self.slowed += 1
+            if self.slowed == 1 or self.slowed % 1000 == 0:
+                log.warning(
+                    "client over its request budget: %d request(s) slowed down so far", self.slowed
+                )
+        return wait

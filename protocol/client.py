@@ -22,7 +22,14 @@ from urllib.parse import urlsplit
 
 import msgspec
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    ConnectionTimeout,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from protocol.engineio.packets import Packet as EIOPacket
 from protocol.engineio.packets import PacketType as EIOType
@@ -55,6 +62,44 @@ _DEFAULT_MAX_PAYLOAD = 1_000_000
 
 class ConnectRefused(Exception):
     """The server answered our CONNECT with CONNECT_ERROR."""
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection attempt failed, in words, never empty.
+
+    trio-websocket wraps the socket's error (``Name or service not known``,
+    ``Connection refused``) in a HandshakeError with no message of its own,
+    and a refused upgrade's text is a tuple of status, headers and body.
+    """
+    if isinstance(exc, ConnectionRejected):
+        body = (exc.body or b"").decode("utf-8", "replace").strip()[:200]
+        return (
+            f"the server refused the WebSocket (HTTP {exc.status_code}{': ' if body else ''}{body})"
+        )
+    if isinstance(exc, ConnectionTimeout | trio.TooSlowError):
+        return "no answer in time"
+    if isinstance(exc, OSError):
+        if exc.strerror:
+            return exc.strerror
+        # Trio's "all attempts to connect to HOST:PORT failed", each attempt's
+        # error in the group it was raised from.
+        causes = _leaves(exc.__cause__) if exc.__cause__ is not None else []
+        words = dict.fromkeys(c.strerror for c in causes if isinstance(c, OSError) and c.strerror)
+        text = str(exc) or type(exc).__name__
+        return f"{text} ({', '.join(words)})" if words else text
+    if isinstance(exc, ConnectionClosed):
+        reason = exc.reason
+        return f"closed during the handshake ({reason.name if reason else 'no reason'})"
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and cause is not exc:
+        return connect_failure(cause)
+    return str(exc) or type(exc).__name__
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 class _Handshake(msgspec.Struct, rename="camel"):
@@ -201,7 +246,7 @@ class SocketIOClient:
                 await self._connect_and_serve()
                 attempt = 0  # a connection was made; start the backoff afresh
             except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError) as exc:
-                log.warning("cannot connect to %s: %s", self.url, exc or type(exc).__name__)
+                log.warning("cannot connect to %s: %s", self.url, connect_failure(exc))
             except (ConnectRefused, RemoteProtocolError, _Lost) as exc:
                 log.warning("connection to %s failed: %s", self.url, exc)
             except Exception:

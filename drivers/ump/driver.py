@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from ctypes import c_char, c_int
 from typing import TypeVar
 
 import msgspec
@@ -21,6 +22,7 @@ import trio
 from drivers.base import (
     DeviceError,
     DeviceLost,
+    JackhammerPattern,
     Manipulator,
     NotSupported,
     Platform,
@@ -29,11 +31,13 @@ from drivers.base import (
 )
 from drivers.coordinates import AxisMap, NativeArray
 from drivers.ump.sdk import (
+    JACKHAMMER_FUNCTION,
     MoveRequest,
     SdkUnavailable,
     SensapexDevice,
     SensapexSDK,
     means_device_gone,
+    sdk_has,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,12 @@ learns that a move ended from the controller's status packets, so the move of
 a controller that vanished never finishes: only asking notices the silence."""
 POSITION_TIMEOUT_MS = 1
 """get_pos accepts the SDK's cached position when it is at most this old."""
+JACKHAMMER_STEP_S = 0.05
+JACKHAMMER_CYCLE_SLACK_S = 0.5
+"""A jackhammer may take this long per step, plus this per cycle, plus
+SDK_CALL_TIMEOUT_S: generous bounds, not the controller's speed (unpublished)."""
+JACKHAMMER_POLL_S = 0.02
+"""How often a running jackhammer asks the controller whether it is done."""
 
 UMP4_AXES = AxisMap(
     # native (x, y, z, d) in mm
@@ -113,9 +123,15 @@ class UmpManipulator(Manipulator):
         device: SensapexDevice,
         axes: int,
         stop_limiter: trio.CapacityLimiter,
+        sdk: SensapexSDK,
     ) -> None:
         super().__init__(str(dev_id))
+        self._dev_id = dev_id
         self._device = device
+        # The SDK itself, for libum calls the device object has no method for;
+        # jackhammer mode needs one that only Sensapex's special build has.
+        self._sdk = sdk
+        self._jackhammer = sdk_has(sdk, JACKHAMMER_FUNCTION)
         self._axes = axes
         self._map = AXIS_MAPS[axes]
         self._stop_limiter = stop_limiter
@@ -157,6 +173,57 @@ class UmpManipulator(Manipulator):
             deadline_s=STOP_DEADLINE_S * 2,
             limiter=self._stop_limiter,
         )
+
+    def check_jackhammer(self) -> None:
+        if not self._jackhammer:
+            raise NotSupported(
+                f"{self.platform_name} does not support jackhammer mode with this SDK:"
+                f" the loaded libum has no {JACKHAMMER_FUNCTION}"
+                " (only Sensapex's special SDK build has it)."
+            )
+
+    async def jackhammer(self, axis: int, cycles: int, pattern: JackhammerPattern) -> None:
+        """One libum call runs every cycle (the controller steps on its own); then
+        wait, bounded, until the controller reports it idle. Any way out before
+        that, a stop included, stops the device."""
+        self.check_jackhammer()
+        if not 0 <= axis < self._axes:
+            raise DeviceError(f"{self._name} has no axis {axis}")
+        limit = SDK_CALL_TIMEOUT_S + cycles * (
+            pattern.steps * JACKHAMMER_STEP_S + JACKHAMMER_CYCLE_SLACK_S
+        )
+        try:
+            await sdk_call(
+                f"{self._name} jackhammer",
+                self._sdk.call,
+                JACKHAMMER_FUNCTION,
+                c_int(self._dev_id),
+                c_char(axis),
+                c_int(cycles),
+                c_int(pattern.phase1_steps),
+                c_int(pattern.phase1_pulses),
+                c_int(pattern.phase2_steps),
+                c_int(pattern.phase2_pulses),
+                deadline_s=limit,
+            )
+            await self._until_idle(limit)
+        except BaseException:
+            await self._stop_shielded()
+            raise
+
+    async def _until_idle(self, limit_s: float) -> None:
+        # The libum call may return as soon as the controller has the command;
+        # the stepping is over when the controller says it is no longer busy.
+        try:
+            with trio.fail_after(limit_s):
+                while True:
+                    if not await sdk_call(f"{self._name} status", self._device.is_busy):
+                        return
+                    await trio.sleep(JACKHAMMER_POLL_S)
+        except trio.TooSlowError:
+            raise DeviceError(
+                f"{self._name} did not finish its jackhammer within {limit_s:.0f} s"
+            ) from None
 
     async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
         native_um = self._map.to_native(target, self._axes) * 1000.0
@@ -256,9 +323,11 @@ class UmpPlatform(Platform):
         self.info = msgspec.structs.replace(INFO, axes_count=axes_count)
         stop_limiter = trio.CapacityLimiter(max(4, len(ids)))
         manipulators: list[Manipulator] = [
-            UmpManipulator(dev_id, devices[dev_id], axes_count, stop_limiter) for dev_id in ids
+            UmpManipulator(dev_id, devices[dev_id], axes_count, stop_limiter, sdk) for dev_id in ids
         ]
         log.info("Sensapex uMp-%d devices %s", axes_count, ", ".join(map(str, ids)))
+        if not sdk_has(sdk, JACKHAMMER_FUNCTION):
+            log.info("jackhammer mode unavailable: the Sensapex SDK has no %s", JACKHAMMER_FUNCTION)
         task_status.started(manipulators)
         await trio.sleep_forever()
 

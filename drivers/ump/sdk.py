@@ -29,13 +29,31 @@ class SensapexDevice(Protocol):
     def get_pos(self, timeout: int | None = None) -> Sequence[float]: ...
     def goto_pos(self, pos: Sequence[float], speed: float) -> MoveRequest: ...
     def stop(self) -> Any: ...
+    def is_busy(self) -> bool: ...
 
 
 class SensapexSDK(Protocol):
     """The ``UMP`` singleton's calls the driver makes."""
 
+    lib: Any
+    """The loaded libum (a ``ctypes.CDLL``): a function it lacks is a missing attribute."""
+
     def list_devices(self) -> Sequence[int]: ...
     def get_device(self, dev_id: int) -> SensapexDevice: ...
+    def call(self, fn: str, *args: Any) -> Any:
+        """libum's ``fn(handle, *args)`` under the SDK's lock; raises UMError on failure."""
+        ...
+
+
+JACKHAMMER_FUNCTION = "um_take_jackhammer_step"
+"""libum's jackhammer call, ``(handle, dev, axis, cycles, p1_steps, p1_pulses,
+p2_steps, p2_pulses)``, with the axis as a C char. Only Sensapex's special SDK
+build exports it; the public wheels do not."""
+
+
+def sdk_has(sdk: SensapexSDK, function: str) -> bool:
+    """Whether the loaded libum exports ``function`` (ctypes looks it up on access)."""
+    return hasattr(getattr(sdk, "lib", None), function)
 
 
 # libum's error codes (``sensapex.sensapex.LIBUM_*``), as ``UMError.errno`` carries them.

@@ -6,7 +6,7 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -174,3 +174,21 @@ async def devrig_example(*args: str) -> tuple[str, subprocess.CompletedProcess[b
                 process.kill()
                 await process.wait()
     return text, done, process.returncode
+
+
+@asynccontextmanager
+async def in_background(
+    call: Callable[[], Awaitable[str]], under_way_s: float = 0.4, timeout_s: float = 10
+) -> AsyncIterator[list[str]]:
+    """Start ``call`` (a motion, say), enter the block once it is under way, and
+    leave only when it has answered; the yielded list then holds its answer."""
+    answers: list[str] = []
+
+    async def run() -> None:
+        answers.append(await call())
+
+    with trio.fail_after(timeout_s):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            await trio.sleep(under_way_s)
+            yield answers

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from drivers.base import PlatformConfigError
 from ephysd.cli import parse_settings
-from ephysd.config import Limits, Settings, estop_device
+from ephysd.config import ConfigError, Limits, Settings, estop_device
+from ephysd.logging_setup import configure_logging
 from tests.daemon.e2e import run_client, run_sync_client, running_daemon, url_of
 
 
@@ -21,7 +24,7 @@ async def test_a_configured_token_is_required(kind: str) -> None:
         accepted = await run_client(
             kind, url, [["connect", None, {"token": "s3cret-token"}], ["call", "get_version"]]
         )
-        assert accepted[1] == "2.3.0"
+        assert accepted[1] == "2.3.6"
 
 
 async def test_a_web_page_from_a_foreign_origin_is_refused() -> None:
@@ -50,13 +53,13 @@ async def test_a_python_script_with_the_sync_client_connects_over_websocket_only
         assert daemon.address is not None
         url = f"http://{host}:{daemon.address[1]}"
         result = await run_sync_client(url, ["websocket"])
-    assert result == {"transport": "websocket", "version": "2.3.0"}
+    assert result == {"transport": "websocket", "version": "2.3.6"}
 
 
 async def test_a_python_script_with_the_sync_client_upgrades_to_websocket() -> None:
     async with running_daemon() as daemon:
         result = await run_sync_client(url_of(daemon), None)
-    assert result == {"transport": "websocket", "version": "2.3.0"}
+    assert result == {"transport": "websocket", "version": "2.3.6"}
 
 
 @pytest.mark.parametrize("kind", ["python", "js"])
@@ -70,7 +73,7 @@ async def test_a_page_of_the_daemons_own_origin_connects(
             kind, url, [["connect", transports, None, {"Origin": url}], ["call", "get_version"]]
         )
     assert "connected" in results[0], results
-    assert results[1] == "2.3.0"
+    assert results[1] == "2.3.6"
 
 
 @pytest.mark.parametrize("kind", ["python", "js"])
@@ -83,21 +86,23 @@ async def test_another_port_on_the_daemons_host_is_a_foreign_origin(kind: str) -
     assert "refused" in results[0], results
 
 
-async def test_request_rate_is_limited_but_stop_always_passes() -> None:
-    async with running_daemon(limits=Limits(rate=0.5, burst=2)) as daemon:
-        results = await run_client(
-            "python",
-            url_of(daemon),
-            [
-                ["connect"],
-                ["call", "get_version"],
-                ["call", "get_version"],
-                ["call", "get_version"],
-                ["call", "stop", "0"],
-                ["call", "stop_all"],
-            ],
-        )
-    assert results[1:] == ["2.3.0", "2.3.0", '{"error": "Too many requests."}', "", ""]
+async def test_a_client_over_its_budget_is_slowed_down_not_refused_and_stops_overtake(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One request a second: of four sent at once, the last waits about 3 s.
+    caplog.set_level(logging.WARNING, logger="ephysd.security")
+    async with running_daemon(limits=Limits(rate=1, burst=1)) as daemon:
+        steps: list[list[Any]] = [["connect"]]
+        steps += [["spawn", "get_version"] for _ in range(4)]
+        steps += [["spawn", "stop", "0"], ["spawn", "stop_all"], ["join"]]
+        results = await run_client("python", url_of(daemon), steps)
+    assert "client over its request budget: 1 request(s) slowed down so far" in caplog.text
+    answers = results[1:]
+    assert sorted(a["event"] for a in answers) == ["get_version"] * 4 + ["stop", "stop_all"]
+    # Every request was served, none refused.
+    assert all(a["answer"] == ("2.3.6" if a["event"] == "get_version" else "") for a in answers)
+    # The stops, sent after the waiting reads, were answered before the last of them.
+    assert answers[-1]["event"] == "get_version"
 
 
 def test_config_file_access_and_limits_keys(tmp_path: Path) -> None:
@@ -124,3 +129,43 @@ async def test_reload_applies_new_origins() -> None:
         await daemon.reload()
         assert daemon.access.origin_allowed("https://b.example")
         assert not daemon.access.origin_allowed("https://a.example")
+
+
+# Each follows "debug = true" and a good new origin; every one has one error.
+NEW_ORIGIN = 'allow_origin = ["https://b.example"]\n'
+BAD_RELOADS = {
+    "a bad origin after a good one": 'allow_origin = ["https://b.example", "nonsense"]\n',
+    "an empty token": NEW_ORIGIN + 'token = ""\n',
+    "a serial platform without a port": NEW_ORIGIN + 'platform = "newscale"\n',
+    "a limit out of range": NEW_ORIGIN + "[limits]\nmax_connections = 0\n",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_RELOADS.values(), ids=BAD_RELOADS.keys())
+async def test_a_reload_with_any_error_in_the_file_applies_none_of_it(
+    bad: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "ephysd.toml"
+    config.write_text('allow_origin = ["https://a.example"]\n')
+
+    def reread() -> Settings:
+        return parse_settings(["--config", str(config), "--listen", "127.0.0.1:0"])
+
+    configure_logging(False)
+    async with running_daemon(
+        allow_origin=("https://a.example",), reload_settings=reread
+    ) as daemon:
+        before = daemon.settings
+        config.write_text("debug = true\n" + bad)
+        with pytest.raises((ConfigError, PlatformConfigError)):
+            await daemon.reload()
+        assert logging.getLogger().level == logging.INFO
+        assert daemon.access.origin_allowed("https://a.example")
+        assert not daemon.access.origin_allowed("https://b.example")
+        assert daemon.settings == before
+        # The same file, mended, is applied whole.
+        config.write_text("debug = true\n" + NEW_ORIGIN)
+        await daemon.reload()
+        assert logging.getLogger().level == logging.DEBUG
+        assert daemon.access.origin_allowed("https://b.example")
+        assert daemon.settings.debug and daemon.settings.allow_origin == ("https://b.example",)

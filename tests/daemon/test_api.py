@@ -22,7 +22,7 @@ def move(mid: str, x: float, y: float, z: float, w: float, speed: float = 1000.0
 async def test_get_version_reports_the_ephys_link_api_level(api: Api) -> None:
     version = await api.handle("get_version", [])
     assert version.split(".")[0] == "2"
-    assert version == "2.3.0"
+    assert version == "2.3.6"
 
 
 async def test_get_pinpoint_id_is_readable_in_both_key_styles(api: Api) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -161,3 +162,71 @@ async def test_a_bad_port_list_exits_2_before_any_device_is_opened(ports: tuple[
     assert_one_clear_line(code, err, "--p")
     assert code == 2
     assert "opened" not in out + err
+
+
+async def test_help_lists_the_ports_and_check_commands_and_the_exit_statuses() -> None:
+    code, out, _ = await ephysd("--help")
+    assert code == 0
+    assert out.startswith("usage: ephysd ")
+    assert "\n  ephysd ports " in out and "\n  ephysd check " in out
+    assert "2 configuration error" in out
+
+
+async def test_check_help_is_the_checks_own() -> None:
+    code, out, _ = await ephysd("check", "--help")
+    assert code == 0
+    assert out.startswith("usage: ephysd check ")
+    assert "nothing moves" in out and "--config FILE" in out
+    code, _, err = await ephysd("check", "--frobnicate")
+    assert code == 2 and "see ephysd check --help" in err
+
+
+RANGES: list[tuple[str, list[Any], list[Any]]] = [
+    ("mpm_port", [1, 65535], [0, 65536, -1]),
+    ("parallax_port", [1, 65535], [0, 70000]),
+    ("manipulator_count", [1, 40], [0, -3]),
+    ("ping_interval_ms", [1], [0]),
+    ("ping_timeout_ms", [1], [0]),
+    ("listen", ["127.0.0.1:0", "127.0.0.1:65535"], ["127.0.0.1:65536", "127.0.0.1:-1"]),
+    ("proxy_address", ["proxy.example:1", "proxy.example"], ["proxy.example:0"]),
+    ("estop", [True, False, "auto", "/dev/ttyACM0"], ["Auto", "ttyACM0", ""]),
+]
+LIMIT_RANGES: list[tuple[str, list[Any], list[Any]]] = [
+    ("max_connections", [1], [0, -1]),
+    ("max_payload", [1024, 1 << 20], [0, 1023]),
+    ("rate", [0.5], [0, -1]),
+    ("burst", [1], [0.5, 0]),
+]
+
+
+def test_every_number_is_checked_against_a_range_that_works() -> None:
+    for key, good, bad in RANGES:
+        for value in good:
+            build_settings({key: value}, {})
+        for value in bad:
+            with pytest.raises(ConfigError, match=key):
+                build_settings({key: value}, {})
+    for key, good, bad in LIMIT_RANGES:
+        for value in good:
+            build_settings({"limits": {key: value}}, {})
+        for value in bad:
+            with pytest.raises(ConfigError, match=f"limits.{key}"):
+                build_settings({"limits": {key: value}}, {})
+
+
+def test_flags_are_checked_against_the_same_ranges() -> None:
+    with pytest.raises(ConfigError, match="mpm_port"):
+        parse_settings(["--mpm-port", "70000"])
+    with pytest.raises(ConfigError, match="estop"):
+        parse_settings(["--estop", "yes"])
+    assert parse_settings(["--estop", "auto"]).estop == "auto"
+
+
+def test_dashed_keys_work_in_the_limits_table_too(tmp_path: Path) -> None:
+    config = tmp_path / "ephysd.toml"
+    config.write_text(
+        "stop-on-disconnect = false\n[limits]\nmax-connections = 4\nmax-payload = 2048\n"
+    )
+    settings = parse_settings(["--config", str(config)])
+    assert settings.stop_on_disconnect is False
+    assert (settings.limits.max_connections, settings.limits.max_payload) == (4, 2048)

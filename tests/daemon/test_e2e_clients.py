@@ -26,7 +26,7 @@ ORIGIN = '{"Position":{"x":0.0,"y":0.0,"z":0.0,"w":0.0}'
 
 GOLDEN: list[tuple[list[Any], Any]] = [
     (["connect"], None),
-    (["call", "get_version"], "2.3.0"),
+    (["call", "get_version"], "2.3.6"),
     (
         ["call", "get_pinpoint_id"],
         f'{{"PinpointId":"{PINPOINT_ID}","IsRequester":false,'
@@ -69,9 +69,15 @@ GOLDEN: list[tuple[list[Any], Any]] = [
         ["call", "set_inside_brain", '{"ManipulatorId":"1","Inside":false}'],
         '{"State":false,"Error":""}',
     ),
+    (
+        ["call", "jackhammer", '{"ManipulatorId":"4","Iterations":1}'],
+        '{"Position": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 0.0075}, "Error": ""}',
+    ),
+    (["call", "abort_jackhammer"], '{"success": true}'),
     (["call", "stop", "1"], ""),
     (["call", "stop_all"], ""),
     (["call", "get_position"], MALFORMED),
+    (["call", "jackhammer"], MALFORMED),
     (["call", "set_position", "{not json"], MALFORMED),
     (["call", "set_position", move("1", 3, 0)], MALFORMED),
     (["call", "set_depth", '{"ManipulatorId":"","Depth":1,"Speed":1}'], MALFORMED),
@@ -166,7 +172,7 @@ async def test_controller_disconnect_stops_motion_and_frees_control(kind: str) -
         assert float((await fake.position())[0]) == stopped_at < 1.0
         results = await run_client(kind, url, [["connect"], ["call", "get_version"]])
         assert "connected" in results[0]
-        assert results[1] == "2.3.0"
+        assert results[1] == "2.3.6"
 
 
 async def test_vanished_controller_is_detected_by_heartbeat_and_motion_stops() -> None:
@@ -213,7 +219,7 @@ async def test_idle_clients_stay_connected_with_the_default_heartbeat() -> None:
     async with trio.open_nursery() as nursery:
         for kind in CLIENTS:
             nursery.start_soon(idle_then_call, kind)
-    assert results["python"][1] == results["js"][1] == "2.3.0"
+    assert results["python"][1] == results["js"][1] == "2.3.6"
 
 
 async def test_motion_can_be_kept_when_the_controller_leaves_if_configured() -> None:

@@ -38,7 +38,7 @@ async def test_requester_events_are_relayed_and_the_daemon_survives_a_proxy_rest
                 ],
             )
             assert results[1:] == [
-                "2.3.0",
+                "2.3.6",
                 '{"Manipulators":["0","1","2","3","4","5","6","7"],"Error":""}',
                 '{"Angles":{"x":90.0,"y":60.0,"z":0.0},"Error":""}',
                 '{"Position":{"x":1.0,"y":2.0,"z":3.0,"w":4.0},"Error":""}',

@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from ephysd.estop import EStopUnavailable, find_arduino_port, run_estop, run_sigusr1_estop
+from ephysd.check import check_estop
+from ephysd.cli import build_daemon, parse_settings
+from ephysd.estop import EStopUnavailable, find_estop_button, run_estop, run_sigusr1_estop
+from ephysd.ports import PortKind, describe
 from tests.estop.button import ButtonPty
+from tests.usb_ports import usb_port
 
 
 @pytest.fixture
@@ -154,24 +158,25 @@ async def test_a_button_port_that_cannot_be_opened_at_start_is_a_clear_error(
             )
 
 
-class FakePort:
-    def __init__(self, device: str, description: str) -> None:
-        self.device = device
-        self.description = description
+BRIDGE = usb_port("/dev/ttyUSB0", 0x10C4, 0xEA60, "M3-USB-3:1-EP", "Silicon Labs")
+FTDI = usb_port("/dev/ttyUSB1", 0x0403, 0x6001, "FT232R USB UART", "FTDI")
+# Found by USB vendor id only (a description that never says Arduino) ...
+BY_VID = usb_port("/dev/ttyACM3", 0x2341, 0x8036, "ttyACM3")
+# ... and by manufacturer only (a clone with a CH340 vendor id).
+BY_MAKER = usb_port("/dev/ttyACM2", 0x1A86, 0x7523, "USB Serial", "Arduino LLC")
 
 
-def test_without_a_device_the_first_arduino_port_is_chosen() -> None:
-    ports = [
-        FakePort("/dev/ttyUSB0", "M3-USB-3:1-EP"),
-        FakePort("/dev/ttyACM0", "Arduino Uno"),
-        FakePort("/dev/ttyACM1", "Arduino Nano"),
-    ]
-    assert find_arduino_port(ports) == "/dev/ttyACM0"
+def test_without_a_device_the_button_is_found_by_the_rule_ephysd_ports_marks_with() -> None:
+    assert find_estop_button([BRIDGE, BY_VID]) == "/dev/ttyACM3"
+    assert find_estop_button([BY_VID, FTDI, BY_MAKER]) == "/dev/ttyACM2"
+    for ports in ([BRIDGE, BY_VID, FTDI], [BY_VID, BY_MAKER], [BRIDGE, BY_MAKER]):
+        marked = [e.device for e in describe(ports, by_id={}) if e.kind is PortKind.ESTOP_CANDIDATE]
+        assert find_estop_button(ports) == marked[0]
 
 
 def test_without_a_device_and_no_arduino_the_error_says_so() -> None:
-    with pytest.raises(EStopUnavailable, match=r"no serial port mentions Arduino.*ttyUSB0"):
-        find_arduino_port([FakePort("/dev/ttyUSB0", "FT232R USB UART")])
+    with pytest.raises(EStopUnavailable, match=r"no serial port looks like an Arduino.*ttyUSB1"):
+        find_estop_button([BRIDGE, FTDI])
 
 
 async def test_sigusr1_is_the_same_emergency_stop() -> None:
@@ -184,11 +189,11 @@ async def test_sigusr1_is_the_same_emergency_stop() -> None:
     assert presses.lines == ["SIGUSR1"]
 
 
-async def test_an_arduino_found_by_description_is_found_again_under_a_new_name(
+async def test_a_button_found_by_the_rule_is_found_again_under_a_new_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = ButtonPty(tmp_path / "ttyACM0")
-    ports = [FakePort(first.device, "Arduino Uno")]
+    ports = [usb_port(first.device, None, None, "Arduino Uno")]
     monkeypatch.setattr("serial.tools.list_ports.comports", lambda: list(ports))
     presses = Presses()
     try:
@@ -198,7 +203,7 @@ async def test_an_arduino_found_by_description_is_found_again_under_a_new_name(
             ports.clear()
             await wait_for_log(caplog, "E-STOP BUTTON LOST")
             second = ButtonPty(tmp_path / "ttyACM1")
-            ports.append(FakePort(second.device, "Arduino Uno"))
+            ports.append(usb_port(second.device, None, None, "Arduino Uno"))
             await wait_for_log(caplog, "ttyACM1 is back")
             second.press(b"STOP\n")
             await presses.wait_for(1)
@@ -206,3 +211,28 @@ async def test_an_arduino_found_by_description_is_found_again_under_a_new_name(
             second.close()
     finally:
         first.close()
+
+
+@pytest.mark.parametrize("flag", [["--estop"], ["--estop", "auto"]], ids=["true", "auto"])
+async def test_a_daemon_asked_to_find_its_button_arms_the_one_ephysd_ports_marks(
+    flag: list[str],
+    button: ButtonPty,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An Arduino known by its vendor id only: its description never says so.
+    found = usb_port(button.device, 0x2341, 0x0043, "ttyACM0")
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [BRIDGE, found])
+    caplog.set_level(logging.INFO, logger="ephysd.estop")
+    settings = parse_settings(["--platform", "fake", "--listen", "127.0.0.1:0", *flag])
+    daemon = build_daemon(settings)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        assert f"e-stop button armed on {button.device}" in caplog.text
+        button.press(b"STOP\n")
+        await wait_for_log(caplog, "EMERGENCY STOP (STOP)")
+        nursery.cancel_scope.cancel()
+    # And `ephysd check` names the same button.
+    (finding,) = check_estop(settings)
+    assert finding.ok, finding
+    assert finding.text.startswith(f"{button.device}: found")

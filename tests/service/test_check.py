@@ -23,6 +23,7 @@ from ephysd.check import (
     report,
 )
 from ephysd.platforms import create_platform
+from ephysd.security import AccessPolicy
 
 # Stage commands that move a stage (08 absolute move) or change where it thinks it is (07).
 MOVING_COMMANDS = (b"<08 ", b"<07")
@@ -115,10 +116,12 @@ def test_a_busy_listen_address_is_reported() -> None:
     assert free.ok and "loopback" in free.text
 
 
-def test_bad_access_settings_are_one_line_each() -> None:
-    assert check_policy(["127.0.0.0/8"], ["https://pinpoint.example"], None).ok
-    bad = check_policy(["localhost"], [], None)
-    assert not bad.ok and "'localhost'" in bad.text
+def test_the_access_line_says_who_may_connect() -> None:
+    policy = AccessPolicy.from_config(["10.0.0.0/8"], ["https://pinpoint.example"], "s3cret")
+    line = check_policy(policy)
+    assert line.ok
+    assert "10.0.0.0/8" in line.text and "https://pinpoint.example" in line.text
+    assert "token required" in line.text
 
 
 def test_report_exits_non_zero_with_one_line_per_problem(
@@ -184,7 +187,7 @@ def test_check_command_reports_a_bad_config_file_in_one_line(tmp_path: Path) -> 
     config = tmp_path / "ephysd.toml"
     config.write_text('platfrom = "newscale"\n')
     result = run_check("--config", str(config))
-    assert result.returncode == 1
+    assert result.returncode == 2  # the daemon's status for a configuration error
     first, last = result.stdout.splitlines()
     assert first.startswith("FAIL  configuration: ") and "platfrom" in first
     assert last == "1 problem(s) found"

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import signal
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import trio
 
 from drivers.newscale.sim import NewScaleSim
-from tests.service.daemon import run_daemon
+from tests.service.daemon import DaemonProcess, run_daemon
 from tests.service.sio import Refused, sio_client, websocket
 
 FAKE_RIG = 'platform = "fake"\nlisten = "127.0.0.1:0"\n'
@@ -112,31 +114,63 @@ async def test_sigterm_halts_every_stage_of_every_moving_manipulator_and_exits_0
         rig.cancel_scope.cancel()
 
 
+FIRST, SECOND = "https://first.example", "https://second.example"
+
+
+@asynccontextmanager
+async def daemon_allowing_first(tmp_path: Path) -> AsyncIterator[tuple[DaemonProcess, int]]:
+    """A ready daemon on the fake rig whose config allows the origin FIRST; and its port."""
+    async with run_daemon(tmp_path, FAKE_RIG + f'allow_origin = ["{FIRST}"]\n') as daemon:
+        await daemon.wait_for("READY=1")
+        yield daemon, await daemon.wait_listening(5)
+
+
 async def test_sighup_reloads_origins_and_log_level_without_dropping_the_client(
     tmp_path: Path,
 ) -> None:
-    first, second = "https://first.example", "https://second.example"
-    config = FAKE_RIG + f'allow_origin = ["{first}"]\n'
-    async with run_daemon(tmp_path, config) as daemon:
+    first, second = FIRST, SECOND
+    async with (
+        daemon_allowing_first(tmp_path) as (daemon, port),
+        sio_client(port) as client,
+        websocket(port, origin=first),
+    ):
+        assert await client.call("get_version")
+        assert not any(" DEBUG " in line for line in daemon.lines)
+        (tmp_path / "ephysd.toml").write_text(
+            FAKE_RIG + f'allow_origin = ["{second}"]\ndebug = true\n'
+        )
+        daemon.process.send_signal(signal.SIGHUP)
+        await daemon.wait_for("RELOADING=1")
         await daemon.wait_for("READY=1")
-        port = await daemon.wait_listening(5)
-        async with sio_client(port) as client, websocket(port, origin=first):
+        with pytest.raises(Refused) as refused:
+            async with websocket(port, origin=first):
+                pass
+        assert refused.value.status == 403
+        async with websocket(port, origin=second):
+            pass
+        # The controlling client never noticed.
+        assert not client.closed.is_set()
+        assert await client.call("get_version")
+        # And the log level followed: wire-level detail now reaches the log.
+        await daemon.wait_for_line(" DEBUG ")
+
+
+async def test_a_sighup_with_a_bad_file_changes_nothing_and_the_daemon_serves_on(
+    tmp_path: Path,
+) -> None:
+    first, second = FIRST, SECOND
+    async with daemon_allowing_first(tmp_path) as (daemon, port):
+        # Good debug and origin lines, then one error further down.
+        (tmp_path / "ephysd.toml").write_text(
+            FAKE_RIG + f'allow_origin = ["{second}"]\ndebug = true\n[limits]\nmax_payload = 0\n'
+        )
+        daemon.process.send_signal(signal.SIGHUP)
+        await daemon.wait_for("READY=1")
+        failed = await daemon.wait_for_line("reload failed")
+        assert "max_payload" in failed and "keeping the previous settings" in failed
+        async with websocket(port, origin=first), sio_client(port) as client:
             assert await client.call("get_version")
-            assert not any(" DEBUG " in line for line in daemon.lines)
-            (tmp_path / "ephysd.toml").write_text(
-                FAKE_RIG + f'allow_origin = ["{second}"]\ndebug = true\n'
-            )
-            daemon.process.send_signal(signal.SIGHUP)
-            await daemon.wait_for("RELOADING=1")
-            await daemon.wait_for("READY=1")
-            with pytest.raises(Refused) as refused:
-                async with websocket(port, origin=first):
-                    pass
-            assert refused.value.status == 403
+        with pytest.raises(Refused):
             async with websocket(port, origin=second):
                 pass
-            # The controlling client never noticed.
-            assert not client.closed.is_set()
-            assert await client.call("get_version")
-            # And the log level followed: wire-level detail now reaches the log.
-            await daemon.wait_for_line(" DEBUG ")
+        assert not any(" DEBUG " in line for line in daemon.lines)

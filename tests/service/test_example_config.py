@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ephysd.cli import build_parser
 from ephysd.config import Limits, Settings, build_settings, load_toml
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "systemd" / "ephysd.toml"
@@ -64,3 +65,34 @@ def test_every_option_has_a_comment_above_it() -> None:
                 or re.match(r"^#\w+ = .*# ", line)
                 or (re.match(r"^#\w+ = ", above))
             ), f"undocumented option: {line}"
+
+
+def header_list(after: str) -> set[str]:
+    """The names listed (on "#   " lines) under the header line starting with ``after``."""
+    lines = EXAMPLE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(after))
+    first = next(i for i in range(start, len(lines)) if lines[i].startswith("#   "))
+    names: set[str] = set()
+    for line in lines[first:]:
+        if not line.startswith("#   "):
+            break
+        names.update(name.strip() for name in line[4:].split(",") if name.strip())
+    return names
+
+
+def test_the_header_says_which_keys_have_a_flag_and_which_live_in_the_file_only() -> None:
+    parser = build_parser()
+    options = {
+        action.dest: action.option_strings
+        for action in parser._actions
+        if action.dest not in ("help", "version", "config")
+    }
+    same_name = {dest for dest, flags in options.items() if f"--{dest.replace('_', '-')}" in flags}
+    assert header_list("# Keys with a command-line flag") == same_name
+    assert options["stop_on_disconnect"] == ["--no-stop-on-disconnect"]
+    assert "and stop_on_disconnect, whose flag is --no-stop-on-disconnect." in EXAMPLE.read_text()
+    tables = {"limits": "[limits]", "manipulators": "[manipulators.NAME]"}
+    file_only = {
+        tables.get(name, name) for name in Settings.__struct_fields__ if name not in options
+    }
+    assert header_list("# Keys in this file only") == file_only

@@ -6,26 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serial.tools.list_ports_common import ListPortInfo
-
 from ephysd.ports import PortKind, classify, describe, estop_candidates, format_table
-
-
-def usb_port(
-    device: str,
-    vid: int | None,
-    pid: int | None,
-    description: str = "n/a",
-    manufacturer: str | None = None,
-    serial_number: str | None = None,
-) -> ListPortInfo:
-    port = ListPortInfo(device, skip_link_detection=True)
-    port.vid, port.pid = vid, pid
-    port.description = description
-    port.manufacturer = manufacturer
-    port.serial_number = serial_number
-    return port
-
+from tests.usb_ports import usb_port
 
 BRIDGE = usb_port(
     "/dev/ttyUSB1", 0x10C4, 0xEA60, "CP2102 USB to UART Bridge Controller", "Silicon Labs", "0001"

@@ -9,7 +9,6 @@ import socket
 import pytest
 
 from ephysd.security import (
-    TOO_MANY_REQUESTS,
     AccessPolicy,
     PolicyError,
     RequestRateLimiter,
@@ -172,30 +171,48 @@ def test_an_empty_token_is_a_configuration_error() -> None:
         AccessPolicy.from_config(token="")
 
 
-def test_token_bucket_allows_bursts_then_the_sustained_rate() -> None:
-    bucket = TokenBucket(rate=10, burst=3, now=0.0)
-    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
-    assert not bucket.take(0.05)
-    assert bucket.take(0.1)
-    assert not bucket.take(0.1)
+def test_token_bucket_serves_bursts_at_once_then_makes_the_rest_wait_their_turn() -> None:
+    bucket = TokenBucket(rate=10, burst=3, now=0.0, max_debt=100)
+    assert [bucket.reserve(0.0) for _ in range(5)] == pytest.approx([0, 0, 0, 0.1, 0.2])
+    # Time pays the debt back: at 0.25 s two tokens have come, the next waits 0.05 s.
+    assert bucket.reserve(0.25) == pytest.approx(0.05)
     # A long pause refills only up to the burst.
-    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]
+    assert [bucket.reserve(100.0) for _ in range(4)] == pytest.approx([0, 0, 0, 0.1])
+
+
+def test_token_bucket_never_makes_a_request_wait_longer_than_its_debt_cap() -> None:
+    bucket = TokenBucket(rate=2, burst=1, now=0.0, max_debt=4)
+    waits = [bucket.reserve(0.0) for _ in range(10)]
+    assert waits == pytest.approx([0, 0.5, 1.0, 1.5, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
 
 
 def test_token_bucket_survives_a_clock_going_backwards() -> None:
-    bucket = TokenBucket(rate=1, burst=1, now=10.0)
-    assert bucket.take(10.0)
-    assert not bucket.take(5.0)
-    assert bucket.take(11.0)
+    bucket = TokenBucket(rate=1, burst=1, now=10.0, max_debt=10)
+    assert bucket.reserve(10.0) == 0
+    assert bucket.reserve(5.0) == pytest.approx(1.0)
+    assert bucket.reserve(12.0) == 0
 
 
-def test_rate_limiter_refuses_floods_but_never_a_stop() -> None:
+def test_the_budget_slows_a_flood_down_but_never_refuses_it_and_never_delays_a_stop() -> None:
     now = [0.0]
-    limiter = RequestRateLimiter(rate=100, burst=5, clock=lambda: now[0])
-    assert all(limiter.allow("get_position") for _ in range(5))
-    assert not limiter.allow("set_position")
-    assert all(limiter.allow("stop") and limiter.allow("stop_all") for _ in range(100))
-    now[0] = 0.01
-    assert limiter.allow("get_position")
-    assert limiter.refused == 1
-    assert TOO_MANY_REQUESTS == '{"error": "Too many requests."}'
+    limiter = RequestRateLimiter(rate=100, burst=5, clock=lambda: now[0], max_wait_s=1.0)
+    assert [limiter.delay_s("get_position") for _ in range(5)] == [0.0] * 5
+    assert limiter.delay_s("set_position") == pytest.approx(0.01)
+    for event in ("stop", "stop_all", "abort_jackhammer"):
+        assert all(limiter.delay_s(event) == 0.0 for _ in range(100))
+    # 500 more at once: served in turn, each waiting at most the 1 s cap.
+    waits = [limiter.delay_s("get_position") for _ in range(500)]
+    assert max(waits) == pytest.approx(1.0)
+    assert waits == sorted(waits)
+    assert limiter.slowed == 501
+
+
+def test_the_default_budget_never_slows_a_client_polling_as_fast_as_the_daemon_answers() -> None:
+    """Pinpoint's shape, 8 reads in flight back to back: even at 50,000 answers a
+    second (above what the daemon serves one client) nothing ever waits."""
+    now = [0.0]
+    limiter = RequestRateLimiter(clock=lambda: now[0])
+    for tick in range(200_000):
+        now[0] = tick / 50_000
+        assert limiter.delay_s("get_position") == 0.0
+    assert limiter.slowed == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -185,6 +186,44 @@ async def test_wait_connected_times_out_when_nothing_listens() -> None:
             await client.wait_connected(0.3)
         with pytest.raises(Disconnected):
             await client.call("x", timeout=1)
+
+
+async def first_connect_failure(url: str, caplog: pytest.LogCaptureFixture) -> str:
+    """What the client logged after "cannot connect to URL: " on its one attempt."""
+    with caplog.at_level(logging.WARNING, logger="protocol.client"), trio.fail_after(30):
+        await SocketIOClient(url, reconnect=False, connect_timeout_s=10).run()
+    (line,) = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+    assert line.startswith("cannot connect to ws://"), line
+    return line.split(": ", 1)[1]
+
+
+async def test_a_connection_refused_by_the_host_is_logged_with_that_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    reason = await first_connect_failure(f"http://127.0.0.1:{port}", caplog)
+    assert "Connection refused" in reason, reason
+
+
+async def test_a_name_that_does_not_resolve_is_logged_with_the_resolvers_words(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(OSError) as resolving:  # .invalid never resolves (RFC 6761)
+        await trio.socket.getaddrinfo("proxy.invalid", 3000)
+    words = resolving.value.strerror
+    assert words
+    assert await first_connect_failure("http://proxy.invalid:3000", caplog) == words
+
+
+async def test_a_websocket_the_server_refuses_is_logged_with_its_status_and_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = SocketIOServer(FAST, check_request=lambda request: "Go away.")
+    async with serving(server) as (port, _):
+        reason = await first_connect_failure(f"http://127.0.0.1:{port}", caplog)
+    assert reason == "the server refused the WebSocket (HTTP 403: Go away.)"
 
 
 def test_client_rejects_a_url_it_cannot_use() -> None:

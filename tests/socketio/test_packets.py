@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.socketio.packets import (
+    DEFAULT_MAX_ATTACHMENTS,
     Decoder,
     Packet,
     PacketType,
@@ -262,7 +263,10 @@ def packets(draw: st.DrawFn) -> Packet:
         return Packet(kind, ns)
     if kind is PacketType.CONNECT_ERROR:
         return Packet(kind, ns, draw(json_objects | st.text()))
-    args = draw(st.lists(values, max_size=4))
+    # The decoder refuses more attachments than its limit (tested on its own below).
+    args = draw(
+        st.lists(values, max_size=4).filter(lambda a: count_binary(a) <= DEFAULT_MAX_ATTACHMENTS)
+    )
     if kind in (PacketType.EVENT, PacketType.BINARY_EVENT):
         data = [draw(event_names), *args]
         ack_id = draw(ack_ids)

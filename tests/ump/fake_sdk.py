@@ -4,14 +4,21 @@ It implements only the ``UMP`` / ``SensapexDevice`` / ``MoveRequest`` calls the
 driver makes (``drivers/ump/sdk.py``), records every call, and moves each
 device at the commanded speed in real time, like the controllers do. It is
 called from the driver's worker threads, hence the lock.
+
+``call`` looks the function up on ``lib`` first, as ``UMP.call`` does on the
+ctypes library, so a libum without ``um_take_jackhammer_step`` (every public
+build) fails the same way: an AttributeError. With ``jackhammer=True`` the
+library has it, and the device then steps as commanded, on its own, after the
+call has returned (libum calls hand the controller a command and return).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # libum's error codes, as the real SDK's UMError.errno carries them.
@@ -52,27 +59,30 @@ def um_os_error(oserrno: int) -> FakeUMError:
     return FakeUMError(f"UM OS Error {oserrno:d}: {os.strerror(oserrno)}", None, oserrno)
 
 
-class FakeMoveRequest:
-    """Mimics sensapex.MoveRequest: finished / interrupted / interrupt_reason / last_pos."""
+class FakeMotion:
+    """What a controller is doing for one command, started now from where the
+    device is: it can be interrupted (a stop, another command), which freezes it."""
 
-    def __init__(self, device: FakeSensapexDevice, target: Sequence[float], speed: float) -> None:
+    def __init__(self, device: FakeSensapexDevice) -> None:
         self._device = device
         self.start = device.position_now()
-        self.target = [float(v) for v in target]
-        self.speed = float(speed)
         self.t0 = time.monotonic()
         self.interrupted = False
         self.interrupt_reason: str | None = None
         self._stopped_at: list[float] | None = None
 
+    def moving_position(self, now: float) -> list[float]:
+        """Where the motion has got to at ``now`` if nothing interrupted it."""
+        raise NotImplementedError
+
+    def done(self, now: float) -> bool:
+        """Whether an uninterrupted motion is over at ``now``."""
+        raise NotImplementedError
+
     def position_at(self, now: float) -> list[float]:
         if self._stopped_at is not None:
             return list(self._stopped_at)
-        distance = max(abs(b - a) for a, b in zip(self.start, self.target, strict=True))
-        if distance == 0 or self.speed <= 0:
-            return list(self.target)
-        fraction = min(1.0, self.speed * (now - self.t0) / distance)
-        return [a + (b - a) * fraction for a, b in zip(self.start, self.target, strict=True)]
+        return self.moving_position(now)
 
     def interrupt(self, reason: str) -> None:
         self._stopped_at = self.position_at(time.monotonic())
@@ -81,15 +91,77 @@ class FakeMoveRequest:
 
     @property
     def finished(self) -> bool:
-        if self._device.failure is not None and not self.interrupted:
+        return self.interrupted or self.done(time.monotonic())
+
+
+class FakeMoveRequest(FakeMotion):
+    """Mimics sensapex.MoveRequest: finished / interrupted / interrupt_reason / last_pos."""
+
+    def __init__(self, device: FakeSensapexDevice, target: Sequence[float], speed: float) -> None:
+        super().__init__(device)
+        self.target = [float(v) for v in target]
+        self.speed = float(speed)
+
+    def moving_position(self, now: float) -> list[float]:
+        distance = max(abs(b - a) for a, b in zip(self.start, self.target, strict=True))
+        if distance == 0 or self.speed <= 0:
+            return list(self.target)
+        fraction = min(1.0, self.speed * (now - self.t0) / distance)
+        return [a + (b - a) * fraction for a, b in zip(self.start, self.target, strict=True)]
+
+    def done(self, now: float) -> bool:
+        if self._device.failure is not None:
             # The real SDK learns a move ended from the controller's status
             # packets: from a controller that went silent, it never does.
             return False
-        return self.interrupted or self.position_at(time.monotonic()) == self.target
+        return self.position_at(now) == self.target
 
     @property
     def last_pos(self) -> list[float] | None:
         return self.position_at(time.monotonic()) if self.finished else None
+
+
+JACKHAMMER_STEP_S = 0.01
+"""How long the simulated controller takes for one jackhammer step."""
+JACKHAMMER_UM_PER_THRUST = 0.1
+"""How far one step moves per percent of thrust."""
+
+
+class FakeJackhammerRun(FakeMotion):
+    """One um_take_jackhammer_step command being stepped by the controller."""
+
+    def __init__(
+        self,
+        device: FakeSensapexDevice,
+        axis: int,
+        cycles: int,
+        phases: tuple[tuple[int, int], tuple[int, int]],
+    ) -> None:
+        super().__init__(device)
+        self.axis = axis
+        self.phases = phases
+        self.steps = cycles * (phases[0][0] + phases[1][0])
+
+    def _thrust_after(self, steps: int) -> int:
+        (steps1, thrust1), (steps2, thrust2) = self.phases
+        per_cycle = steps1 + steps2
+        if per_cycle == 0:
+            return 0
+        cycles, rest = divmod(steps, per_cycle)
+        total = cycles * (steps1 * thrust1 + steps2 * thrust2)
+        return total + min(rest, steps1) * thrust1 + max(0, rest - steps1) * thrust2
+
+    def _steps_done(self, now: float) -> int:
+        return min(self.steps, int((now - self.t0) / JACKHAMMER_STEP_S))
+
+    def moving_position(self, now: float) -> list[float]:
+        position = list(self.start)
+        thrust = self._thrust_after(self._steps_done(now))
+        position[self.axis] += thrust * JACKHAMMER_UM_PER_THRUST
+        return position
+
+    def done(self, now: float) -> bool:
+        return self._steps_done(now) == self.steps
 
 
 class FakeSensapexDevice:
@@ -98,7 +170,7 @@ class FakeSensapexDevice:
         self.dev_id = dev_id
         self.axes = axes
         self.resting = [10_000.0] * axes
-        self.move: FakeMoveRequest | None = None
+        self.move: FakeMotion | None = None
         self.failure: FakeUMError | None = None
         """When set, every call raises it (see ``unplug``)."""
 
@@ -149,6 +221,24 @@ class FakeSensapexDevice:
             self.move = FakeMoveRequest(self, pos, speed)
             return self.move
 
+    def is_busy(self) -> bool:
+        self._sdk.record(self.dev_id, "is_busy")
+        self._check()
+        with self._sdk.lock:
+            return self.move is not None and not self.move.finished
+
+    def jackhammer(
+        self, axis: int, cycles: int, phases: tuple[tuple[int, int], tuple[int, int]]
+    ) -> None:
+        """What the controller does with um_take_jackhammer_step: start stepping."""
+        self._check()
+        if not 0 <= axis < self.axes:
+            raise um_error(LIBUM_INVALID_ARG, "um_take_jackhammer_step")
+        with self._sdk.lock:
+            if self.move is not None and not self.move.finished:
+                self.move.interrupt("started a jackhammer before the previous motion finished")
+            self.move = FakeJackhammerRun(self, axis, cycles, phases)
+
     def stop(self, reason: str | None = None) -> None:
         self._sdk.record(self.dev_id, "stop")
         self._check()
@@ -163,13 +253,52 @@ class FakeSensapexDevice:
             self.move.interrupt(reason)
 
 
-class FakeSensapexSDK:
-    """Stands in for ``sensapex.UMP.get_ump()``: devices by id, with their axis count."""
+class FakeLibum:
+    """Stands in for the loaded libum: the functions it exports are its attributes,
+    so looking up one it lacks raises AttributeError, as on a ctypes library."""
 
-    def __init__(self, axes_by_id: dict[int, int]) -> None:
+    def __init__(self, functions: dict[str, Callable[..., int]]) -> None:
+        for name, function in functions.items():
+            setattr(self, name, function)
+
+
+def _value(arg: Any) -> int:
+    """The number a ctypes argument carries (a c_char carries one byte)."""
+    value = arg.value if isinstance(arg, ctypes.c_int | ctypes.c_char) else arg
+    return value[0] if isinstance(value, bytes) else int(value)
+
+
+class FakeSensapexSDK:
+    """Stands in for ``sensapex.UMP.get_ump()``: devices by id, with their axis count.
+
+    ``jackhammer`` says whether its libum is Sensapex's special build, the one
+    with ``um_take_jackhammer_step``.
+    """
+
+    def __init__(self, axes_by_id: dict[int, int], *, jackhammer: bool = False) -> None:
         self.lock = threading.Lock()
         self.calls: list[tuple[Any, ...]] = []
         self.devices = {i: FakeSensapexDevice(self, i, n) for i, n in axes_by_id.items()}
+        functions: dict[str, Callable[..., int]] = {}
+        if jackhammer:
+            functions["um_take_jackhammer_step"] = self._take_jackhammer_step
+        self.lib = FakeLibum(functions)
+
+    def call(self, fn: str, *args: Any) -> int:
+        """As ``UMP.call``: look ``fn`` up on the library (AttributeError if it has
+        none), then call it; the handle argument is implied."""
+        function: Callable[..., int] = getattr(self.lib, fn)
+        return function(*args)
+
+    def _take_jackhammer_step(self, dev: Any, axis: Any, cycles: Any, *phases: Any) -> int:
+        numbers = [_value(arg) for arg in (dev, axis, cycles, *phases)]
+        self.record(*numbers[:1], "um_take_jackhammer_step", *numbers[1:])
+        dev_id, axis_n, cycles_n, steps1, thrust1, steps2, thrust2 = numbers
+        device = self.devices.get(dev_id)
+        if device is None:
+            raise um_error(LIBUM_INVALID_DEV, "um_take_jackhammer_step")
+        device.jackhammer(axis_n, cycles_n, ((steps1, thrust1), (steps2, thrust2)))
+        return 0
 
     def record(self, *call: Any) -> None:
         with self.lock:

@@ -4,8 +4,10 @@ pytest runs Trio; python-socketio needs asyncio, so the real client lives in
 its own process. Steps: ["connect"], ["connect", TRANSPORTS|null, AUTH|null, HEADERS],
 ["call", event, *args], ["emit", event, *args], ["sleep", s], ["disconnect"],
 ["print", text], ["start", event, *args] (a call left running) and
-["finish"] (await the oldest started call). Prints one JSON line per step
-result, flushed, so the test can follow along.
+["finish"] (await the oldest started call), ["spawn", event, *args] (a call
+left running that prints {"event": ..., "answer": ...} when it is answered, so
+answers print in the order they came) and ["join"] (await every spawned call).
+Prints one JSON line per step result, flushed, so the test can follow along.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ async def main(url: str, steps: list[list[Any]]) -> None:
     client = socketio.AsyncClient(reconnection=False)
     refusals: list[Any] = []
     pending: list[asyncio.Task[Any]] = []
+    spawned: list[asyncio.Task[None]] = []
 
     def call(event: str, args: list[Any]) -> Any:
         data: Any = args[0] if len(args) == 1 else (tuple(args) if args else None)
@@ -35,6 +38,9 @@ async def main(url: str, steps: list[list[Any]]) -> None:
         refusals.append(data)
 
     client.on("connect_error", connect_error)
+
+    async def answered(event: str, args: list[Any]) -> None:
+        say({"event": event, "answer": await call(event, args)})
 
     for step in steps:
         kind = step[0]
@@ -59,6 +65,11 @@ async def main(url: str, steps: list[list[Any]]) -> None:
             say("started")
         elif kind == "finish":
             say(await pending.pop(0))
+        elif kind == "spawn":
+            spawned.append(asyncio.ensure_future(answered(step[1], step[2:])))
+            await asyncio.sleep(0.05)
+        elif kind == "join":
+            await asyncio.gather(*spawned)
         elif kind == "emit":
             args = step[2:]
             await client.emit(step[1], args[0] if len(args) == 1 else None)

@@ -11,6 +11,7 @@ function say(value) {
 async function main(url, steps) {
   let socket = null;
   const pending = [];
+  const spawned = [];
   for (const step of steps) {
     const kind = step[0];
     if (kind === "connect") {
@@ -35,6 +36,14 @@ async function main(url, steps) {
       say("started");
     } else if (kind === "finish") {
       say(await pending.shift());
+    } else if (kind === "spawn") {
+      const event = step[1];
+      spawned.push(
+        socket.timeout(20000).emitWithAck(event, ...step.slice(2)).then((answer) => say({ event, answer }))
+      );
+      await new Promise((r) => setTimeout(r, 50));
+    } else if (kind === "join") {
+      await Promise.all(spawned);
     } else if (kind === "emit") {
       socket.emit(step[1], ...step.slice(2));
       say("emitted");
