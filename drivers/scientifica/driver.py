@@ -171,11 +171,12 @@ class ScientificaManipulator(Manipulator):
         factory = FACTORY_USTEP if generation.modern else FACTORY_UU
         if any(scale is not None and abs(scale) != factory for scale in scales):
             log.warning(
-                "manipulator %s: axis scales %s are not the factory %g: positions and speeds"
-                " will be off by that ratio",
+                "manipulator %s: axis scales %s differ from the usual factory %g of these"
+                " models; if they were changed, positions are not in %s µm counts",
                 self.id,
                 scales,
                 factory,
+                "0.01" if generation.modern else "0.1",
             )
         self._user_top = await self._link.transact("TOP", parse_text)
         angle = await self._optional("ANGLE", parse_float)
