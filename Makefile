@@ -41,8 +41,9 @@ browser:
 		|| echo "could not install chromium: the rig page's browser test will skip"; \
 	else echo "chromium/chromedriver missing: the rig page's browser test will skip"; fi
 
+# `make run RUN_ARGS=--scientifica` (or --fake) picks another simulated rig.
 run: $(STAMP)
-	$(BIN)/python -m ephysd.devrig
+	$(BIN)/python -m ephysd.devrig $(RUN_ARGS)
 
 test: $(STAMP) node_modules/.installed system-tools browser lint typecheck pytest
 
