@@ -119,10 +119,10 @@ def test_a_bad_table_ends_the_daemon_with_status_2_and_one_line_before_opening_a
 
 
 def test_the_example_configuration_documents_every_key_with_its_default() -> None:
-    tables = example_settings()["manipulators"]
-    built = platform(("left=/dev/ttyUSB0",), **tables)
+    table = example_settings()["manipulators"]["ivm"]
+    built = platform(("ivm=/dev/ttyUSB0",), ivm=table)
     ((_, _, settings),) = built.ports
-    documented = set(tables["left"])
+    documented = set(table)
     assert documented == set(ManipulatorSettings.__struct_fields__)
     defaults = ManipulatorSettings()
     for key in documented - {"baud"}:  # baud has no default: unset means "find it"
