@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean system-tools
+.PHONY: run test lint typecheck pytest bench clean system-tools browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,23 @@ system-tools:
 		|| echo "could not install systemd/strace: those service tests will skip"; \
 	else echo "systemd-analyze/strace missing: those service tests will skip"; fi
 
-run: $(STAMP)
-	$(BIN)/python -m ephysd.devrig
+# Headless Chromium and its WebDriver (Debian's packages, never a browser
+# download) let the rig page's browser test run instead of skipping; Selenium
+# itself comes from PyPI with the test extras. Best effort, like system-tools.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver for the rig page's browser test"; \
+		(timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 \
+			apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null) \
+		|| echo "could not install chromium: the rig page's browser test will skip"; \
+	else echo "chromium/chromedriver missing: the rig page's browser test will skip"; fi
 
-test: $(STAMP) node_modules/.installed system-tools lint typecheck pytest
+# `make run RUN_ARGS=--scientifica` (or --fake) picks another simulated rig.
+run: $(STAMP)
+	$(BIN)/python -m ephysd.devrig $(RUN_ARGS)
+
+test: $(STAMP) node_modules/.installed system-tools browser lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -116,6 +116,8 @@ class RawSioClient(asyncio.Protocol):
         self.expected: str | None = None
         self.wrong = 0
         self.first_wrong = ""
+        # Events the server emitted to us (e.g. rig_state), counted and dropped.
+        self.events = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -256,6 +258,8 @@ class RawSioClient(asyncio.Protocol):
                 future.set_result(text[bracket:])
         elif text == "2":
             self._write(encode_frame(OP_TEXT, b"3"))
+        elif text.startswith("42[") and self.sid:
+            self.events += 1
         elif text.startswith(("1", "41", "44")) and self._upgraded.done() and self.sid:
             raise ClientError(f"server ended the session: {text[:80]!r}")
         else:
@@ -301,7 +305,8 @@ class RawSioClient(asyncio.Protocol):
         return self._messages.popleft()
 
     @classmethod
-    async def open(cls, port: int, timeout_s: float) -> RawSioClient:
+    async def open(cls, port: int, timeout_s: float, auth: str = "") -> RawSioClient:
+        """A joined session; ``auth`` is the CONNECT payload's JSON (e.g. an observer's role)."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout_s):
             _transport, client = await loop.create_connection(lambda: cls(port), HOST, port)
@@ -310,7 +315,7 @@ class RawSioClient(asyncio.Protocol):
             if not opening.startswith("0{"):
                 client.abort()
                 raise ClientError(f"expected an Engine.IO OPEN packet, got {opening!r}")
-            client._write(encode_frame(OP_TEXT, b"40"))
+            client._write(encode_frame(OP_TEXT, b"40" + auth.encode()))
             answer = await client._next_message()
         if not answer.startswith("40"):
             client.abort()

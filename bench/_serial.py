@@ -7,17 +7,24 @@ are the parts that do not depend on the platform.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import json
+import logging
 import os
+import statistics
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import trio
+from _common import percentile
 from trio_websocket import WebSocketConnection, open_websocket_url
+
+from drivers.base import DeviceError, Manipulator, Vector
 
 
 @contextlib.asynccontextmanager
@@ -147,3 +154,144 @@ def process_cpu_s(pid: int) -> float:
 async def drain(stream: trio.abc.ReceiveStream, keep: list[bytes]) -> None:
     while data := await stream.receive_some(65536):
         keep.append(bytes(data))
+
+
+class WireClock(logging.Handler):
+    """When a transport wrote ``frame``, from its ``"%s >> %r"`` debug line (device, bytes).
+
+    It listens to the transport's logger (``logger``), which it keeps quiet
+    except while :meth:`measuring`: formatting a debug line per frame costs CPU.
+    """
+
+    def __init__(self, logger: str, frame: bytes) -> None:
+        super().__init__(logging.DEBUG)
+        self.frame = frame
+        self.times: list[float] = []
+        self._logger = logging.getLogger(logger)
+        self._logger.addHandler(self)
+        self._logger.propagate = False
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator[None]:
+        self._logger.setLevel(logging.DEBUG)
+        try:
+            yield
+        finally:
+            self._logger.setLevel(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if record.msg == "%s >> %r" and isinstance(args, tuple) and args[1] == self.frame:
+            self.times.append(time.perf_counter())
+
+
+async def open_and_read(devices: Sequence[Manipulator], seconds: float) -> tuple[list[int], float]:
+    """Open every device, then position reads/s of each with all reading at once for
+    ``seconds``, and this process's CPU seconds spent on them."""
+    for device in devices:
+        await device.open()
+    counts = [0] * len(devices)
+
+    async def reader(i: int) -> None:
+        with trio.move_on_after(seconds):
+            while True:
+                try:
+                    await devices[i].position()
+                except DeviceError as exc:  # a starved simulator on a loaded machine
+                    print(f"manipulator {devices[i].id}: read failed: {exc}")
+                    continue
+                counts[i] += 1
+
+    cpu0 = time.process_time()
+    async with trio.open_nursery() as nursery:
+        for i in range(len(devices)):
+            nursery.start_soon(reader, i)
+    return [round(c / seconds) for c in counts], time.process_time() - cpu0
+
+
+async def driver_stops(
+    device: Manipulator,
+    stops: int,
+    wire: WireClock,
+    targets: Sequence[Vector],
+    speed_mm_s: float,
+) -> list[float]:
+    """Cancel a move (what ``stop`` does) ``stops`` times, to each of ``targets`` in turn;
+    ms from the cancel to the halt frame on the wire (call inside ``wire.measuring()``)."""
+    latencies: list[float] = []
+    for i in range(stops):
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def move(scope: trio.CancelScope = scope, i: int = i) -> None:
+                with scope:
+                    await device.move_to(targets[i % len(targets)], speed_mm_s)
+
+            nursery.start_soon(move)
+            await trio.sleep(0.05 + 0.013 * (i % 7))  # anywhere in the move's polling
+            wire.times.clear()
+            t0 = time.perf_counter()
+            scope.cancel()
+        if not wire.times:
+            raise RuntimeError(f"stop {i}: no {wire.frame!r} written")
+        latencies.append((wire.times[0] - t0) * 1000)
+    return latencies
+
+
+async def socketio_reads(client: RawSocketIO, manipulator: str, reads: int) -> float:
+    """``get_position`` one in flight, each answer checked; returns reads per second."""
+    start = trio.current_time()
+    for _ in range(reads):
+        answer = await client.answer(await client.send("get_position", manipulator))
+        assert isinstance(answer, list) and '"Error":""' in str(answer[0]), answer
+    return reads / (trio.current_time() - start)
+
+
+async def socketio_stops(
+    client: RawSocketIO,
+    stops: int,
+    move: Callable[[int], str],
+    halts: Callable[[], list[float]],
+    manipulator: str = "1",
+) -> list[float]:
+    """``stop`` during a ``set_position`` (``move(i)``), ``stops`` times; ms from just before
+    the stop frame is written to the first halt the simulator read after it (``halts()``:
+    when it read each halt so far, on this process's Trio clock).
+
+    A stop counts only if its ack is ``""`` and its move's ack says it did not reach
+    the target: a fast refusal is not a stop.
+    """
+    latencies: list[float] = []
+    for i in range(stops):
+        moving = await client.send("set_position", move(i))
+        await trio.sleep(0.05 + 0.013 * (i % 7))  # anywhere in the move's polling
+        seen = len(halts())
+        t0 = trio.current_time()
+        stop = await client.send("stop", manipulator)
+        assert await client.answer(stop) == [""], "stop failed"
+        moved = await client.answer(moving)
+        assert isinstance(moved, list) and "did not reach" in str(moved[0]), moved
+        after = halts()[seen:]
+        if not after:
+            raise RuntimeError(f"stop {i}: the simulator saw no halt")
+        latencies.append((after[0] - t0) * 1000)
+    return latencies
+
+
+def latency_summary(label: str, ms: Sequence[float]) -> str:
+    return (
+        f"{label}, {len(ms)} stops: p50 {percentile(ms, 50):.3f} ms, p99 {percentile(ms, 99):.3f}"
+        f" ms, max {max(ms):.3f} ms, mean {statistics.mean(ms):.3f} ms"
+    )
+
+
+def serial_bench_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options every serial bench takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--manipulators", type=int, default=2)
+    parser.add_argument("--stops", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--stops-via-daemon", type=int, default=200, help="0 skips the daemon measurement"
+    )
+    return parser

@@ -118,6 +118,14 @@ class Manipulator(abc.ABC):
     def __init__(self, manipulator_id: str) -> None:
         self.id = manipulator_id
 
+    def identity(self) -> str:
+        """What the device said it is (model, firmware) once open; "" if it says nothing.
+
+        ``ephysd check`` prints it, so whoever cabled the rig sees which
+        controller answers on which port.
+        """
+        return ""
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect and handshake. Raises DeviceError / DeviceLost; bounded in time."""

@@ -13,18 +13,26 @@ loop of ``python -m drivers.<platform>.sim``. Each device subclasses
 from __future__ import annotations
 
 import abc
+import argparse
 import contextlib
 import logging
 import os
 import sys
+import termios
 import tty
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import trio
 
 log = logging.getLogger(__name__)
 
 COMMON_VERBS = "drop [N] | garbage | close | reopen | silent on|off | quit"
+
+_BAUD_RATES = {
+    getattr(termios, f"B{rate}"): rate
+    for rate in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
+}
 
 
 class PtyDevice(abc.ABC):
@@ -81,6 +89,16 @@ class PtyDevice(abc.ABC):
 
     async def wait_open(self) -> None:
         await self._opened.wait()
+
+    def driver_baud(self) -> int | None:
+        """The baud rate the driver set on its end of the pty (None if not a common rate).
+
+        A pty carries bytes at any rate; a simulator of a device with a fixed
+        rate compares this with its own to behave as a real line would.
+        """
+        if self._slave < 0:
+            return None
+        return _BAUD_RATES.get(termios.tcgetattr(self._slave)[5])
 
     # --- the port -------------------------------------------------------------
 
@@ -210,3 +228,41 @@ async def control_from_stdin(
                     action(rest)
                 except (ValueError, IndexError, KeyError):
                     print(help_text, flush=True)
+
+
+Device = TypeVar("Device", bound=PtyDevice)
+
+
+def simulator_arguments(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every ``python -m drivers.<platform>.sim`` takes; add the device's own."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--link", help="stable symlink to the pty, re-pointed on reopen")
+    parser.add_argument("--no-stdin", action="store_true", help="ignore stdin (no fault control)")
+    parser.add_argument("--debug", action="store_true")
+    return parser
+
+
+def run_simulator(
+    args: argparse.Namespace,
+    build: Callable[[argparse.Namespace], Device],
+    verbs: Callable[[Device], Mapping[str, Verb]],
+    help_text: str,
+) -> None:
+    """Run ``build(args)`` on its pty, announced on stdout, with fault control on stdin."""
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+    async def serve() -> None:
+        device = build(args)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(device.run)
+            if not args.no_stdin:
+                nursery.start_soon(
+                    control_from_stdin, verbs(device), help_text, nursery.cancel_scope
+                )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(serve)

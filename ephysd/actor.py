@@ -188,6 +188,9 @@ class ActorHandle:
         # ``shut_down``), so no API call waits forever on a dead actor.
         self._awaited: set[ReplySlot[Any]] = set()
         self._shut_down = False
+        # The last error any request on this manipulator was answered with
+        # (shown on the rig page; see ephysd.rig_state).
+        self.last_error = ""
 
     def shut_down(self) -> None:
         """The actor has ended: answer every awaited reply, refuse new requests."""
@@ -225,9 +228,12 @@ class ActorHandle:
     async def _ask(self, channel: trio.MemorySendChannel[Any], message: Any, slot: Any) -> Any:
         try:
             await self._send(channel, message, slot)
-            return await slot.wait()
+            result = await slot.wait()
         finally:
             self._awaited.discard(slot)
+        if result.error:
+            self.last_error = result.error
+        return result
 
     def _callback_slot(self, on_reply: Callable[[Result[T]], None]) -> ReplySlot[Result[T]]:
         """A slot that answers ``on_reply`` on the actor's task and leaves the awaited set."""
@@ -236,6 +242,8 @@ class ActorHandle:
 
         def answered(result: Result[T]) -> None:
             self._awaited.discard(slot)
+            if result.error:
+                self.last_error = result.error
             on_reply(result)
 
         slot.on_resolved(answered)
@@ -349,6 +357,12 @@ class Actor:
         # Device calls under way, and an event set each time that drops to 0.
         self._in_flight = 0
         self._idle = trio.Event()
+        # The latest position the device reported to anyone (a client's read,
+        # the end of a move, the rig page's own refresh) and when (Trio time):
+        # the rig_state publisher shows it rather than read again while a
+        # client polls anyway.
+        self.last_position: Vector | None = None
+        self.last_read_at = -math.inf
 
     @property
     def online(self) -> bool:
@@ -357,6 +371,20 @@ class Actor:
     @property
     def moving(self) -> bool:
         return self._move is not None
+
+    @property
+    def lost_reason(self) -> str:
+        """Why the device went offline ("" while online)."""
+        return "" if self._online else self._lost_reason
+
+    @property
+    def inside_brain(self) -> bool:
+        return self._inside_brain
+
+    def _saw(self, position: Vector) -> Vector:
+        self.last_position = position
+        self.last_read_at = trio.current_time()
+        return position
 
     async def run(
         self, *, task_status: trio.TaskStatus[ActorHandle] = trio.TASK_STATUS_IGNORED
@@ -482,8 +510,10 @@ class Actor:
         return text
 
     async def _read_position(self) -> Vector:
-        return await self._device(
-            self.manipulator.position, self._limits.read_timeout_s, _READS[GetPosition][1]
+        return self._saw(
+            await self._device(
+                self.manipulator.position, self._limits.read_timeout_s, _READS[GetPosition][1]
+            )
         )
 
     # --- message handlers ------------------------------------------------------
@@ -556,7 +586,7 @@ class Actor:
             match message:
                 case GetPosition():
                     position = await self._device(self.manipulator.position, timeout_s, what, bound)
-                    message.reply.resolve(Result(value=vector4(position)))
+                    message.reply.resolve(Result(value=vector4(self._saw(position))))
                 case GetAngles():
                     yaw, pitch, roll = await self._device(
                         self.manipulator.angles, timeout_s, what, bound
@@ -618,7 +648,7 @@ class Actor:
             message.reply.resolve(Result(error=error))
             return
         try:
-            reached = final if final is not None else await self._read_position()
+            reached = self._saw(final) if final is not None else await self._read_position()
         except Exception as exc:
             message.reply.resolve(Result(error=self._failure("position read after move", exc)))
             return

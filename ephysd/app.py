@@ -3,11 +3,12 @@
 Start order, each step ``nursery.start``-ed so the next only runs once the
 previous is ready: the platform's ``run`` (manipulators discovered), one actor
 per manipulator (device opened), the emergency stop if asked for, then the
-Socket.IO server (port bound) or the proxy client, then the service plumbing
-(signals, systemd watchdog). Only then do the ready hooks run (systemd
-``READY=1``, the devrig banner). A failure of any of them before ready ends
-the daemon with that error; after ready, a crash of any task takes the whole
-nursery down, and each actor's shielded clean-up halts and releases its device.
+Socket.IO server (port bound) and the rig_state publisher for its observers,
+or the proxy client, then the service plumbing (signals, systemd watchdog).
+Only then do the ready hooks run (systemd ``READY=1``, the devrig banner). A
+failure of any of them before ready ends the daemon with that error; after
+ready, a crash of any task takes the whole nursery down, and each actor's
+shielded clean-up halts and releases its device.
 
 Other parts plug in through :meth:`Daemon.on_ready` and
 :meth:`Daemon.add_service`, and control the daemon through
@@ -32,9 +33,10 @@ from ephysd.api import Api
 from ephysd.config import Settings, estop_device, is_loopback, listen_address, proxy_address
 from ephysd.connection import ControlPolicy, build_server
 from ephysd.errors import StartupError, find_leaf
-from ephysd.estop import run_sigusr1_estop
+from ephysd.estop import EStopState, run_sigusr1_estop
 from ephysd.logging_setup import configure_logging
 from ephysd.rig import Rig, start_rig
+from ephysd.rig_state import RigStatePublisher
 from ephysd.security import AccessPolicy
 from ephysd.service import Service, status_line
 from ephysd.signals import stop_motion_timeout
@@ -83,6 +85,8 @@ class Daemon:
         self.rig: Rig | None = None
         self.api: Api | None = None
         self.policy: ControlPolicy | None = None
+        self.publisher: RigStatePublisher | None = None
+        self.estop_state = EStopState()
         # (host, port) the server listens on; None in proxy mode.
         self.address: tuple[str, int] | None = None
         self.service = Service()
@@ -152,7 +156,7 @@ class Daemon:
         line = status_line(self.platform.info.cli_name, ids, client)
         if self.address is not None:
             host, port = self.address
-            return f"{line}; listening on http://{_url_host(host)}:{port}"
+            return f"{line}; listening on http://{url_host(host)}:{port}"
         return f"{line}; via proxy, Pinpoint ID {self.pinpoint_id}"
 
     async def _control_changed(self, client: str | None) -> None:
@@ -178,7 +182,13 @@ class Daemon:
             if not isinstance(leaf, OSError):
                 raise
             raise StartupError(f"cannot listen on {host}:{port}: {leaf.strerror or leaf}") from None
-        log.info("listening on http://%s:%d", _url_host(self.address[0]), self.address[1])
+        log.info("listening on http://%s:%d", url_host(self.address[0]), self.address[1])
+        assert self.rig is not None  # started before the server
+        policy = self.policy
+        self.publisher = RigStatePublisher(
+            self.rig, server, policy.observers, lambda: policy.controller_peer, self.estop_state
+        )
+        await nursery.start(self.publisher.run)
 
     async def _start_proxy(self, nursery: trio.Nursery, api: Api) -> None:
         from ephysd.proxy import run_proxy  # only proxy mode needs the client
@@ -189,7 +199,7 @@ class Daemon:
         await nursery.start(
             run_proxy,
             api,
-            f"http://{_url_host(host)}:{port}",
+            f"http://{url_host(host)}:{port}",
             self.stop_all if self.settings.stop_on_disconnect else None,
         )
 
@@ -208,7 +218,7 @@ class Daemon:
             raise StartupError(
                 f"--estop: emergency stop support is not available ({exc})"
             ) from None
-        await nursery.start(run_estop, device, self.emergency_stop)
+        await nursery.start(partial(run_estop, device, self.emergency_stop, state=self.estop_state))
 
     async def reload(self) -> None:
         """SIGHUP: apply what can change under a connected client (debug, allow_origin).
@@ -256,5 +266,6 @@ class Daemon:
         await nursery.start(run_sigusr1_estop, self.emergency_stop)
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL (an IPv6 address in brackets)."""
     return f"[{host}]" if ":" in host else host

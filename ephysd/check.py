@@ -236,7 +236,9 @@ async def _handshake(
         results[manipulator.id] = Finding(False, subject, f"no answer in {open_timeout_s:g} s")
     else:
         where = ", ".join(f"{v:.3f}" for v in position)
-        results[manipulator.id] = Finding(True, subject, f"handshake ok, at ({where}) mm")
+        identity = manipulator.identity()
+        said = f" ({identity})" if identity else ""
+        results[manipulator.id] = Finding(True, subject, f"handshake ok{said}, at ({where}) mm")
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
             await manipulator.close()

@@ -25,6 +25,7 @@ DEFAULT_PROXY_ADDRESS = "proxy2.virtualbrainlab.org"
 # Value ranges: anything outside gives a daemon that cannot work, so it is refused.
 TcpPort = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Count = Annotated[int, msgspec.Meta(ge=1)]
+CountOrNone = Annotated[int, msgspec.Meta(ge=0)]
 # The smallest payload limit that still fits every request of the API.
 MIN_PAYLOAD = 1024
 Payload = Annotated[int, msgspec.Meta(ge=MIN_PAYLOAD)]
@@ -43,10 +44,15 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_connections: Count = 16
     # Largest message or HTTP body accepted from a client, in bytes.
     max_payload: Payload = 65536
-    # The controller's request budget: requests per second, sustained and saved
-    # up. A client over it is slowed down, never refused; stops never wait.
+    # The request budget of the controller and of each observer: requests per
+    # second, sustained and saved up. A client over it is slowed down, never
+    # refused; stops never wait.
     rate: Rate = DEFAULT_RATE_PER_S
     burst: Burst = DEFAULT_BURST
+    # Read-only clients (the rig page, auth {"role": "observer"}) served next
+    # to the controller; each also needs an Engine.IO session (max_connections).
+    # 0: no observers.
+    max_observers: CountOrNone = 8
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

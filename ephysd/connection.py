@@ -2,9 +2,13 @@
 
 Admission happens in three places. Every HTTP/WebSocket request passes the
 :class:`~ephysd.security.AccessPolicy` (network allow list, browser Origin)
-before an Engine.IO session exists. A Socket.IO CONNECT must carry the token
-if one is configured. Then the one-controller rule: a second client is refused
-with a CONNECT_ERROR naming the holder, and the first keeps working.
+before an Engine.IO session exists; so does every request for the rig page
+(:mod:`ephysd.page`), served on the same port. A Socket.IO CONNECT must carry
+the token if one is configured. A client that asks for the observer role
+(:mod:`ephysd.observers`) then joins read-only, up to a limit, and never
+touches control. Every other client is under the one-controller rule: a second
+one is refused with a CONNECT_ERROR naming the holder, and the first keeps
+working.
 
 When the controller leaves (closed, crashed, cable pulled: the heartbeat
 notices within ping interval + ping timeout) every motion is stopped *before*
@@ -24,6 +28,8 @@ import trio
 
 from ephysd.api import Answer, Api
 from ephysd.config import Settings
+from ephysd.observers import OBSERVER, Observers, RoleError, client_label, requested_role
+from ephysd.page import serve_page
 from ephysd.security import (
     DEFAULT_BURST,
     DEFAULT_RATE_PER_S,
@@ -51,12 +57,16 @@ class ControlPolicy:
         access: AccessPolicy | None = None,
         rate: float = DEFAULT_RATE_PER_S,
         burst: float = DEFAULT_BURST,
+        max_observers: int = 8,
     ) -> None:
         self._stop_all = stop_all
         self._stop_on_disconnect = stop_on_disconnect
         self._access = access
         self._rate = rate
         self._burst = burst
+        self.observers = Observers(
+            max_observers, lambda: RequestRateLimiter(self._rate, self._burst).delay_s
+        )
         self.controller: str | None = None
         self._peer = ""
         self._limiter: RequestRateLimiter | None = None
@@ -72,14 +82,21 @@ class ControlPolicy:
             except Exception:
                 log.exception("control-change hook failed")
 
+    @property
+    def controller_peer(self) -> str | None:
+        """``host:port`` of the controlling client, None when control is free."""
+        return self._peer if self.controller is not None else None
+
     async def wait_until_free(self) -> None:
         """Return once no client holds control (after its clean-up finished)."""
         await self._free.wait()
 
     def admit(self, sid: str, event: str) -> float | None:
-        """How long this request of ``sid`` must wait for the controller's budget
-        (0.0: serve it now), or None when ``sid`` does not hold control (stops
-        from anyone still pass)."""
+        """How long this request of ``sid`` must wait for its budget (0.0: serve
+        it now), or None when ``sid`` neither holds control nor observes (stops
+        from anyone still pass). Each observer has a budget of its own."""
+        if sid in self.observers:
+            return self.observers.delay_s(sid, event)
         if sid != self.controller or self._limiter is None:
             return 0.0 if event in NEVER_LIMITED else None
         return self._limiter.delay_s(event)
@@ -91,6 +108,17 @@ class ControlPolicy:
             if refusal is not None:
                 log.warning("connection refused: %s from %s: %s", sid, peer, refusal)
                 raise ConnectRefused(refusal)
+        try:
+            role = requested_role(auth)
+        except RoleError as exc:
+            log.warning("connection refused: %s from %s: %s", sid, peer, exc)
+            raise ConnectRefused(str(exc)) from None
+        if role == OBSERVER:
+            refusal = self.observers.admit(sid, peer, client_label(auth))
+            if refusal is not None:
+                log.warning("connection refused: %s from %s: %s", sid, peer, refusal)
+                raise ConnectRefused(refusal)
+            return
         if self.controller is not None:
             message = (
                 f"Cannot connect {sid} as {self.controller} (from {self._peer})"
@@ -107,7 +135,7 @@ class ControlPolicy:
         await self._announce(peer)
 
     async def on_disconnect(self, sid: str, reason: str) -> None:
-        if sid != self.controller:
+        if self.observers.leave(sid, reason) or sid != self.controller:
             return
         log.info("controller %s disconnected (%s)", sid, reason)
         try:
@@ -151,14 +179,18 @@ def build_server(
 ) -> tuple[SocketIOServer, ControlPolicy]:
     """A Socket.IO server answering every event through ``api``."""
     access = access or access_policy(settings)
-    server = SocketIOServer(config or server_config(settings), check_request=access.check_request)
+    server = SocketIOServer(
+        config or server_config(settings), check_request=access.check_request, pages=serve_page
+    )
     policy = ControlPolicy(
         stop_all,
         stop_on_disconnect=settings.stop_on_disconnect,
         access=access,
         rate=settings.limits.rate,
         burst=settings.limits.burst,
+        max_observers=settings.limits.max_observers,
     )
+    observers = policy.observers
 
     async def on_event(sid: str, event: str, *args: Any) -> Answer:
         wait_s = policy.admit(sid, event)
@@ -168,6 +200,8 @@ def build_server(
             # Over budget: slowed down, never refused. Only this request waits,
             # on its own handler task; the client's later stops are still read.
             await trio.sleep(wait_s)
+        if sid in observers:
+            return await observers.answer(api, sid, event, args)
         return await api.answer(event, args)
 
     server.on_any(on_event)

@@ -5,8 +5,10 @@ By default the rig is two simulated New Scale bridges, each a separate
 ``ephysd --platform newscale``: a newcomer sees the real serial path (codec,
 transport, driver, actor, Socket.IO) working, not a shortcut around it.
 ``--fake`` uses the in-process fake platform (eight 4-axis manipulators)
-instead. Other arguments are passed to ``ephysd`` (e.g. ``--listen
-127.0.0.1:3001 --debug``).
+instead, and ``--scientifica`` two simulated Scientifica controllers
+(``python -m drivers.scientifica.sim``: an IVM on firmware 3 and a PatchStar
+on firmware 2) driven by ``ephysd --platform scientifica``. Other arguments
+are passed to ``ephysd`` (e.g. ``--listen 127.0.0.1:3001 --debug``).
 """
 
 from __future__ import annotations
@@ -17,35 +19,40 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ephysd.app import Daemon
+from ephysd.app import Daemon, url_host
 from ephysd.cli import build_daemon, exit_status, parse_settings
 from ephysd.errors import StartupError
 from ephysd.logging_setup import configure_logging
 
 SIMULATED_BRIDGES = 2
+NEWSCALE_SIM = ("drivers.newscale.sim",)
+SCIENTIFICA_SIMS = (
+    ("drivers.scientifica.sim", "--firmware", "3", "--model", "ivm_manipulator"),
+    ("drivers.scientifica.sim", "--firmware", "2", "--model", "patchstar"),
+)
 SIM_START_TIMEOUT_S = 10.0
+# The banner's example, run from the repository root.
+EXAMPLE_PYTHON = ".venv/bin/python"
+EXAMPLE_SCRIPT = "examples/move_a_probe.py"
 
 
 def example_command(url: str, manipulator_id: str = "0") -> str:
-    """A copy-paste one-liner (from the repository root) with the official JS client."""
-    script = (
-        f"const s = require('socket.io-client').io('{url}');"
-        " s.on('connect', async () => {"
-        " console.log(await s.emitWithAck('get_manipulators'));"
-        " console.log(await s.emitWithAck('set_position', JSON.stringify("
-        f"{{ManipulatorId: '{manipulator_id}', Position: {{x: 1, y: 2, z: 3, w: 4}}, Speed: 2}})));"
-        " s.close(); });"
-    )
-    return f'node -e "{script}"'
+    """A copy-paste command (from the repository root) that moves one probe.
+
+    It needs only what ``make run`` installed (python-socketio in the venv),
+    not the JavaScript packages the tests use.
+    """
+    return f"{EXAMPLE_PYTHON} {EXAMPLE_SCRIPT} {url} {manipulator_id}"
 
 
 def banner(url: str, rig: str, manipulator_id: str) -> str:
     return "\n".join(
         [
             "",
+            f"Rig page: {url}/  (open it in a browser: live positions and Stop buttons)",
             f"ephysd is running on a simulated rig ({rig}).",
             f"  Pinpoint: connect Ephys Link to {url}",
-            "  Try it from another terminal, in this directory:",
+            "  Move a probe from another terminal, in this directory (the rig page shows it):",
             f"    {example_command(url, manipulator_id)}",
             "  Ctrl-C stops every manipulator and exits.",
             "",
@@ -54,8 +61,11 @@ def banner(url: str, rig: str, manipulator_id: str) -> str:
 
 
 @asynccontextmanager
-async def simulated_bridges(count: int) -> AsyncIterator[list[str]]:
-    """Start ``count`` New Scale simulator processes; yield their pty paths.
+async def simulated_bridges(
+    count: int, simulators: Sequence[Sequence[str]] = (NEWSCALE_SIM,)
+) -> AsyncIterator[list[str]]:
+    """Start ``count`` simulator processes (``python -m`` each of ``simulators`` in turn,
+    New Scale bridges by default); yield their pty paths.
 
     The simulators outlive the daemon inside this block, so the daemon's
     shutdown (halt, release host control) still reaches a device.
@@ -63,9 +73,10 @@ async def simulated_bridges(count: int) -> AsyncIterator[list[str]]:
     processes: list[trio.Process] = []
     paths: list[str] = []
     try:
-        for _ in range(count):
+        for index in range(count):
+            module, *flags = simulators[index % len(simulators)]
             process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "drivers.newscale.sim", "--no-stdin"],
+                [sys.executable, "-m", module, *flags, "--no-stdin"],
                 stdout=-1,
                 # Out of the terminal's process group: Ctrl-C reaches the
                 # daemon only, which still halts and releases the stages.
@@ -93,17 +104,23 @@ async def _announced_path(process: trio.Process) -> str:
         while b"\n" not in seen:
             chunk = await process.stdout.receive_some(256)
             if not chunk:
-                raise StartupError("the New Scale simulator exited before opening its pty")
+                raise StartupError("a simulator exited before opening its pty")
             seen += chunk
     line = seen.split(b"\n", 1)[0].decode()
     if not line.startswith("PTY "):
-        raise StartupError(f"the New Scale simulator said {line!r} instead of its pty path")
+        raise StartupError(f"a simulator said {line!r} instead of its pty path")
     return line[4:].strip()
 
 
-async def _serve(argv: list[str], use_fake: bool) -> None:
+async def _serve(argv: list[str], use_fake: bool, use_scientifica: bool = False) -> None:
     if use_fake:
         await _run_daemon(["--platform", "fake", *argv], "8 fake manipulators, 4 axes, 20 mm", "0")
+        return
+    if use_scientifica:
+        async with simulated_bridges(len(SCIENTIFICA_SIMS), SCIENTIFICA_SIMS) as paths:
+            ports = [f"--port={n}={path}" for n, path in enumerate(paths, start=1)]
+            rig = f"2 Scientifica controllers (IVM, PatchStar) on ptys: {', '.join(paths)}"
+            await _run_daemon(["--platform", "scientifica", *ports, *argv], rig, "1")
         return
     async with simulated_bridges(SIMULATED_BRIDGES) as paths:
         ports = [f"--port={n}={path}" for n, path in enumerate(paths, start=1)]
@@ -119,7 +136,7 @@ async def _run_daemon(argv: list[str], rig: str, manipulator_id: str) -> None:
     async def print_banner(daemon: Daemon) -> None:
         assert daemon.address is not None
         host, port = daemon.address
-        print(banner(f"http://{host}:{port}", rig, manipulator_id), flush=True)
+        print(banner(f"http://{url_host(host)}:{port}", rig, manipulator_id), flush=True)
 
     daemon.on_ready(print_banner)
     await daemon.run()
@@ -127,10 +144,11 @@ async def _run_daemon(argv: list[str], rig: str, manipulator_id: str) -> None:
 
 def run(argv: Sequence[str]) -> int:
     args = list(argv)
-    use_fake = "--fake" in args
-    if use_fake:
-        args.remove("--fake")
-    return exit_status(lambda: trio.run(_serve, args, use_fake))
+    use_fake, use_scientifica = "--fake" in args, "--scientifica" in args
+    for flag in ("--fake", "--scientifica"):
+        if flag in args:
+            args.remove(flag)
+    return exit_status(lambda: trio.run(_serve, args, use_fake, use_scientifica))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,26 @@ MAX_LINE_BYTES = 256
 """A button that sends this much without a newline is babbling: treat it as a press."""
 
 
+class EStopState:
+    """Whether the button is armed, for whoever shows the rig (the rig page).
+
+    ``run_estop`` keeps it current; a daemon without ``--estop`` leaves it
+    unconfigured.
+    """
+
+    __slots__ = ("armed", "configured", "device")
+
+    def __init__(self) -> None:
+        self.configured = False
+        self.armed = False
+        self.device = ""
+
+    def set(self, device: str, armed: bool) -> None:
+        self.configured = True
+        self.device = device
+        self.armed = armed
+
+
 class EStopUnavailable(DeviceError):
     """The button cannot be armed at start-up (no such port, no Arduino found)."""
 
@@ -66,6 +86,7 @@ async def run_estop(
     *,
     baud: int = BAUD,
     first_open_timeout: float = FIRST_OPEN_TIMEOUT_S,
+    state: EStopState | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Call ``on_press(line)`` for every line the button sends, forever.
@@ -84,7 +105,9 @@ async def run_estop(
         raise EStopUnavailable(
             f"E-stop button port {path} cannot be opened: {port.last_error}"
         ) from None
+    state = state or EStopState()
     log.info("e-stop button armed on %s", path)
+    state.set(port.path, armed=True)
     task_status.started()
     while True:
         try:
@@ -92,6 +115,7 @@ async def run_estop(
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+        state.set(port.path, armed=False)
         log.error(
             "E-STOP BUTTON LOST: port %s vanished (%s); reopening it. Until then stop "
             "from the client or with SIGUSR1",
@@ -100,6 +124,7 @@ async def run_estop(
         )
         stream = await port.open_retrying()
         log.warning("e-stop button port %s is back; e-stop armed again", port.path)
+        state.set(port.path, armed=True)
 
 
 class _ButtonPort:

@@ -17,6 +17,7 @@ DRIVER_MODULES: Final[dict[str, str]] = {
     "pathfinder-mpm": "drivers.pathfinder_mpm",
     "parallax": "drivers.parallax",
     "ump": "drivers.ump",
+    "scientifica": "drivers.scientifica",
     "sutter": "drivers.sutter",
 }
 

@@ -5,10 +5,13 @@ change with plug order. This lists every port, marks the ones that look like
 New Scale M3-USB-3:1-EP bridges (Silicon Labs CP210x, VID 0x10C4, PID 0xEA61
 as shipped, the USBXpress mode New Scale's Pathway and Pathfinder need, or
 0xEA60 once switched to COM-port mode; Linux's cp210x driver binds both),
-Sutter ROE-200s of MPC-200 / MPC-325 controllers (USB 1342:0001) and Arduino
-e-stop buttons, and shows a stable name to put in the configuration instead
-(``/dev/newscale-<serial>`` or ``/dev/sutter-<serial>`` from our udev rules, or
-udev's ``/dev/serial/by-id/...``).
+Scientifica controllers (the USB ids ACQ4 scans: FTDI FT2232 0403:6010 and
+Silicon Labs CP2105 10C4:EA70; the plain FTDI FT232, 0403:6001, of old
+controllers only as "maybe": countless other devices use it), Sutter ROE-200s
+of MPC-200 / MPC-325 controllers (USB 1342:0001) and Arduino e-stop buttons,
+and shows a stable name to put in the configuration instead
+(``/dev/newscale-<serial>``, ``/dev/scientifica-<serial>`` or
+``/dev/sutter-<serial>`` from our udev rules, or udev's ``/dev/serial/by-id/...``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path
 from typing import Protocol
 
 NEWSCALE_BRIDGE_IDS = frozenset({(0x10C4, 0xEA60), (0x10C4, 0xEA61)})
+SCIENTIFICA_IDS = frozenset({(0x0403, 0x6010), (0x10C4, 0xEA70)})
+SCIENTIFICA_MAYBE_IDS = frozenset({(0x0403, 0x6001)})
 SUTTER_ROE_IDS = frozenset({(0x1342, 0x0001)})
 ARDUINO_VIDS = frozenset({0x2341, 0x2A03})
 BY_ID_DIR = Path("/dev/serial/by-id")
@@ -29,6 +34,7 @@ BY_ID_DIR = Path("/dev/serial/by-id")
 # first (short, and says what it is), then udev's standard by-id links.
 STABLE_LINKS: tuple[tuple[Path, str], ...] = (
     (Path("/dev"), "newscale-*"),
+    (Path("/dev"), "scientifica-*"),
     (Path("/dev"), "sutter-*"),
     (BY_ID_DIR, "*"),
 )
@@ -36,6 +42,8 @@ STABLE_LINKS: tuple[tuple[Path, str], ...] = (
 
 class PortKind(enum.Enum):
     NEWSCALE_BRIDGE = "New Scale bridge"
+    SCIENTIFICA = "Scientifica controller"
+    SCIENTIFICA_MAYBE = "Scientifica? (old FTDI id)"
     SUTTER_CONTROLLER = "Sutter ROE-200 (MPC-200/325)"
     ESTOP_CANDIDATE = "Arduino (e-stop candidate)"
     OTHER = "-"
@@ -66,10 +74,14 @@ class PortEntry:
 def classify(port: PortLike) -> PortKind:
     if port.vid is not None and (port.vid, port.pid) in NEWSCALE_BRIDGE_IDS:
         return PortKind.NEWSCALE_BRIDGE
+    if port.vid is not None and (port.vid, port.pid) in SCIENTIFICA_IDS:
+        return PortKind.SCIENTIFICA
     if port.vid is not None and (port.vid, port.pid) in SUTTER_ROE_IDS:
         return PortKind.SUTTER_CONTROLLER
     if is_estop_candidate(port):
         return PortKind.ESTOP_CANDIDATE
+    if port.vid is not None and (port.vid, port.pid) in SCIENTIFICA_MAYBE_IDS:
+        return PortKind.SCIENTIFICA_MAYBE  # an Arduino with an FT232 says so above
     return PortKind.OTHER
 
 
@@ -115,12 +127,7 @@ def describe(ports: Iterable[PortLike], by_id: dict[str, str] | None = None) -> 
                 stable_name=by_id.get(os.path.realpath(port.device)),
             )
         )
-    order = {
-        PortKind.NEWSCALE_BRIDGE: 0,
-        PortKind.SUTTER_CONTROLLER: 0,
-        PortKind.ESTOP_CANDIDATE: 1,
-        PortKind.OTHER: 2,
-    }
+    order = {kind: rank for rank, kind in enumerate(PortKind)}  # in the enum's order
     return sorted(entries, key=lambda e: (order[e.kind], e.device))
 
 
@@ -156,10 +163,8 @@ def main(argv: Sequence[str] = ()) -> int:
     """Entry point of ``ephysd ports``; prints the table, exit status 0."""
     argparse.ArgumentParser(
         prog="ephysd ports",
-        description=(
-            "List serial ports, marking New Scale bridges, Sutter ROE-200s and Arduino"
-            " e-stop buttons."
-        ),
+        description="List serial ports, marking New Scale bridges, Scientifica controllers,"
+        " Sutter ROE-200s and Arduino e-stop buttons.",
     ).parse_args(list(argv))
     print(format_table(describe(system_ports())))
     return 0

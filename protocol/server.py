@@ -34,6 +34,7 @@ import trio
 
 from protocol.deferred import Deferred
 from protocol.engineio.config import EngineIOConfig
+from protocol.engineio.http import PageHandler
 from protocol.engineio.server import EngineIOServer
 from protocol.engineio.socket import ServerSocket, Suspended
 from protocol.errors import LocalProtocolError, RemoteProtocolError
@@ -163,9 +164,16 @@ class _ProtocolViolation(Exception):
 class SocketIOServer:
     """Socket.IO server: register handlers, then ``await serve(host, port)``."""
 
-    def __init__(self, config: ServerConfig, check_request: CheckRequest | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        check_request: CheckRequest | None = None,
+        pages: PageHandler | None = None,
+    ) -> None:
         self._config = config
         self._check_request = check_request
+        # Plain HTTP requests outside the Socket.IO path (see EngineIOServer).
+        self._pages = pages
         self._handlers: dict[str, _NamespaceHandlers] = {}
         self._members: dict[str, _Member] = {}
         self._by_namespace: dict[str, dict[str, _Member]] = {}
@@ -299,7 +307,9 @@ class SocketIOServer:
         await self._engine().serve_listeners(listeners, task_status=task_status)
 
     def _engine(self) -> EngineIOServer:
-        return EngineIOServer(self._config.engineio, self.handle_session, self._check_request)
+        return EngineIOServer(
+            self._config.engineio, self.handle_session, self._check_request, self._pages
+        )
 
     async def handle_session(self, eio: EngineIOSocket) -> None:
         """Run one Engine.IO session to its end (the Engine.IO server's per-session task).

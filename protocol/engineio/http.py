@@ -8,10 +8,14 @@ oversized POST is refused without ever being held whole.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
 import h11
+import msgspec
 import trio
+
+from protocol.transport import RequestInfo
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +23,20 @@ _RECV_CHUNK = 65536
 # How long we keep reading (and discarding) after refusing a request whose body
 # is still arriving, so the client reads our answer instead of a TCP reset.
 _LINGER_S = 1.0
+
+
+class Response(msgspec.Struct, frozen=True):
+    """The application's answer to a plain HTTP request (a page, not Engine.IO)."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+# The application's hook for requests outside the Engine.IO path: called with
+# the method and the request once it passed the server's own checks; None
+# means "not mine" (404).
+PageHandler = Callable[[str, RequestInfo], Awaitable[Response | None]]
 
 
 class PayloadTooLarge(Exception):

@@ -22,7 +22,7 @@ import msgspec
 import trio
 
 from protocol.engineio.config import EngineIOConfig
-from protocol.engineio.http import HTTPConnection, PayloadTooLarge, PeerGone
+from protocol.engineio.http import HTTPConnection, PageHandler, PayloadTooLarge, PeerGone
 from protocol.engineio.packets import (
     Packet,
     PacketType,
@@ -113,17 +113,25 @@ class _Request(msgspec.Struct):
 
 
 class EngineIOServer:
-    """Engine.IO server that runs ``handler(socket)`` once per session."""
+    """Engine.IO server that runs ``handler(socket)`` once per session.
+
+    Requests for other paths go to ``pages`` (if given) after the same checks
+    as an Engine.IO request (Origin, ``check_request``, body limit), so an
+    application can serve a page next to its socket on one port without the
+    protocol layer knowing what the page is.
+    """
 
     def __init__(
         self,
         config: EngineIOConfig,
         handler: Handler,
         check_request: RequestCheck | None = None,
+        pages: PageHandler | None = None,
     ) -> None:
         self.config = config
         self._handler = handler
         self._check_request = check_request
+        self._pages = pages
         self._sessions: dict[str, ServerSocket] = {}
         self._nursery: trio.Nursery | None = None
         self._connections = 0
@@ -274,7 +282,8 @@ class EngineIOServer:
         self, conn: HTTPConnection, request: _Request, cors: list[tuple[str, str]]
     ) -> bool:
         path = self.config.path
-        if request.path not in (path, path.rstrip("/")):
+        engineio = request.path in (path, path.rstrip("/"))
+        if not engineio and self._pages is None:
             raise _Refusal(404, BAD_REQUEST, "Not found")
         if not self._origin_allowed(request.headers.get("origin"), request.headers.get("host")):
             raise _Refusal(403, FORBIDDEN)
@@ -292,6 +301,9 @@ class EngineIOServer:
             verdict = self._check_request(request.info)
             if verdict is not None:
                 raise _Refusal(403, -1, verdict)
+        if not engineio:
+            await self._serve_page(conn, request)
+            return True
         if request.method == "OPTIONS":
             await self._preflight(conn, request, cors)
             return True
@@ -325,6 +337,13 @@ class EngineIOServer:
             await self._post(conn, sock, body, cors)
             return True
         raise _Refusal(400, BAD_REQUEST, "Method not allowed")
+
+    async def _serve_page(self, conn: HTTPConnection, request: _Request) -> None:
+        assert self._pages is not None  # checked by the router
+        response = await self._pages(request.method, request.info)
+        if response is None:
+            raise _Refusal(404, BAD_REQUEST, "Not found")
+        await conn.respond(response.status, response.body, list(response.headers))
 
     async def _preflight(
         self, conn: HTTPConnection, request: _Request, cors: list[tuple[str, str]]

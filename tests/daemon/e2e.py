@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +24,9 @@ PY_CLIENT = HERE / "clients" / "sio_steps.py"
 SYNC_CLIENT = HERE / "clients" / "sync_client.py"
 JS_CLIENT = HERE / "js" / "steps.js"
 PINPOINT_ID = "1a2b3c4d"
+
+REPO = Path(__file__).resolve().parents[2]
+"""The checkout: where the banner's commands run, as after ``make run``."""
 
 
 PROXY = HERE / "clients" / "relay_proxy.py"
@@ -142,6 +147,43 @@ async def read_until(stream: trio.abc.ReceiveStream, marker: bytes) -> bytes:
         assert chunk, seen
         seen += chunk
     return seen
+
+
+async def devrig_example(*args: str) -> tuple[str, subprocess.CompletedProcess[bytes], int | None]:
+    """``python -m ephysd.devrig *args``: run the command its banner shows (from the
+    checkout, as ``make run``'s user would), then Ctrl-C it.
+
+    Returns the banner, the one-liner's completed process and the rig's exit status.
+    """
+    with trio.fail_after(60):
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "ephysd.devrig", *args, "--listen", "127.0.0.1:0"],
+            stdout=-1,
+            stderr=-1,
+        )
+        try:
+            assert process.stdout is not None
+            text = (await read_until(process.stdout, b"Ctrl-C")).decode()
+            command = next(
+                line.strip()
+                for line in text.splitlines()
+                if line.strip().startswith(".venv/bin/python ")
+            )
+            done = await trio.run_process(
+                ["bash", "-c", command],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                cwd=REPO,
+            )
+        finally:
+            process.send_signal(signal.SIGINT)
+            with trio.move_on_after(10):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    return text, done, process.returncode
 
 
 @asynccontextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import pytest
@@ -12,11 +11,19 @@ from drivers.base import PlatformOptions
 from drivers.fake import FakePlatform
 from ephysd import platforms
 from ephysd.platforms import PLATFORM_NAMES, PlatformUnavailable, create_platform
-from tests.daemon.e2e import read_until
+from tests.daemon.e2e import REPO, devrig_example
 
 
 def test_every_cli_platform_name_has_a_driver_module() -> None:
-    assert PLATFORM_NAMES == ("fake", "newscale", "pathfinder-mpm", "parallax", "ump", "sutter")
+    assert PLATFORM_NAMES == (
+        "fake",
+        "newscale",
+        "pathfinder-mpm",
+        "parallax",
+        "ump",
+        "scientifica",
+        "sutter",
+    )
 
 
 def test_fake_platform_is_built_with_the_requested_count() -> None:
@@ -35,30 +42,13 @@ def test_unknown_or_missing_platform_is_a_clear_error(monkeypatch: pytest.Monkey
 
 
 async def test_devrig_drives_simulated_new_scale_bridges_over_ptys_as_its_banner_says() -> None:
-    """``make run``'s rig: the banner's own one-liner moves a simulated stage."""
-    with trio.fail_after(60):
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "ephysd.devrig", "--listen", "127.0.0.1:0"],
-            stdout=-1,
-            stderr=-1,
-        )
-        try:
-            assert process.stdout is not None
-            seen = await read_until(process.stdout, b"Ctrl-C")
-            text = seen.decode()
-            command = next(
-                line.strip() for line in text.splitlines() if line.strip().startswith("node -e")
-            )
-            done = await trio.run_process(
-                ["bash", "-c", command], capture_stdout=True, capture_stderr=True, check=False
-            )
-        finally:
-            process.send_signal(signal.SIGINT)
-            with trio.move_on_after(10):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+    """``make run``'s rig: the banner names the rig page first, and its own
+    command moves a simulated stage with nothing but what ``make run`` installs."""
+    text, done, status = await devrig_example()
+    lines = text.splitlines()
+    running = next(i for i, line in enumerate(lines) if line.startswith("ephysd is running"))
+    assert lines[running - 2 : running] == ["", lines[running - 1]]  # the banner's first line
+    assert lines[running - 1].startswith("Rig page: http://127.0.0.1:")
     assert "simulated rig (2 New Scale M3-LS bridges on ptys" in text
     assert "connect Ephys Link to http://127.0.0.1:" in text
     assert done.returncode == 0, done.stderr.decode()
@@ -66,7 +56,7 @@ async def test_devrig_drives_simulated_new_scale_bridges_over_ptys_as_its_banner
         '{"Manipulators":["1","2"],"Error":""}',
         '{"Position":{"x":1.0,"y":2.0,"z":3.0,"w":13.0},"Error":""}',
     ]
-    assert process.returncode == 0
+    assert status == 0
 
 
 async def test_the_devrig_example_command_works() -> None:
@@ -77,7 +67,11 @@ async def test_the_devrig_example_command_works() -> None:
         command = example_command(url_of(daemon))
         with trio.fail_after(30):
             done = await trio.run_process(
-                ["bash", "-c", command], capture_stdout=True, capture_stderr=True, check=False
+                ["bash", "-c", command],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                cwd=REPO,
             )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().splitlines() == [

@@ -100,6 +100,9 @@ class SioClient:
         self._ids = itertools.count()
         self._acks: dict[int, trio.MemorySendChannel[Any]] = {}
         self.closed = trio.Event()
+        # Events the server emitted to us: (name, arguments), in order.
+        self.events: list[tuple[str, list[Any]]] = []
+        self._new_event = trio.Event()
 
     async def join(self, auth: dict[str, Any] | None = None) -> None:
         await self.ws.send_message("40" + (json.dumps(auth) if auth is not None else ""))
@@ -128,10 +131,26 @@ class SioClient:
                     channel = self._acks.pop(ack_id, None)
                     if channel is not None:
                         channel.send_nowait(json.loads(message[bracket:]))
+                elif isinstance(message, str) and message.startswith("42["):
+                    name, *args = json.loads(message[2:])
+                    self.events.append((name, args))
+                    self._new_event.set()
+                    self._new_event = trio.Event()
         except ConnectionClosed:
             pass
         finally:
             self.closed.set()
+
+    async def next_event(self, name: str, timeout_s: float = 10) -> list[Any]:
+        """The arguments of the next ``name`` event the server sends from now on."""
+        seen = len(self.events)
+        with trio.fail_after(timeout_s):
+            while True:
+                for event, args in self.events[seen:]:
+                    if event == name:
+                        return args
+                seen = len(self.events)
+                await self._new_event.wait()
 
     async def call(self, event: str, *args: Any, timeout_s: float = 20) -> Any:
         """Emit with an ack and return the ack's first argument."""

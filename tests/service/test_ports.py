@@ -25,7 +25,7 @@ BRIDGE = usb_port(
 USBXPRESS_BRIDGE = usb_port("/dev/ttyUSB2", 0x10C4, 0xEA61, "CP2102 USBXpress Device", None, "0002")
 UNO = usb_port("/dev/ttyACM0", 0x2341, 0x0043, "Arduino Uno", "Arduino (www.arduino.cc)")
 CLONE = usb_port("/dev/ttyACM1", 0x1A86, 0x7523, "USB Serial", "Arduino LLC")
-OTHER_CP210X = usb_port("/dev/ttyUSB0", 0x10C4, 0xEA70, "CP2105 Dual USB to UART Bridge")
+OTHER_CP210X = usb_port("/dev/ttyUSB0", 0x10C4, 0xEA71, "CP2108 Quad USB to UART Bridge")
 BUILTIN = usb_port("/dev/ttyS0", None, None)
 
 

@@ -1,0 +1,29 @@
+"""A simulated controller on a real pty, and a driver opened on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from drivers.scientifica.driver import ScientificaManipulator
+from drivers.scientifica.sim import ScientificaSim
+
+
+@pytest.fixture
+async def sim(nursery: trio.Nursery, tmp_path: Path) -> ScientificaSim:
+    """An IVM on firmware 3 (38400 baud, 0.01 µm counts) at its zero."""
+    simulator = ScientificaSim(link=str(tmp_path / "scientifica-sim"))
+    await nursery.start(simulator.run)
+    return simulator
+
+
+@pytest.fixture
+async def manipulator(sim: ScientificaSim) -> AsyncIterator[ScientificaManipulator]:
+    device = ScientificaManipulator("1", sim.path)
+    with trio.fail_after(5):
+        await device.open()
+    yield device
+    await device.close()

@@ -1,0 +1,151 @@
+"""What is around the driver: the simulator's command line, ``make run``, ``ephysd check``,
+``ephysd ports`` and the udev rule."""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+from serial.tools.list_ports_common import ListPortInfo
+
+from drivers.base import DeviceLost, PlatformOptions
+from drivers.scientifica.driver import ScientificaManipulator
+from drivers.scientifica.protocol import ControllerError
+from drivers.scientifica.sim import ScientificaSim
+from ephysd.check import check_platform
+from ephysd.platforms import create_platform
+from ephysd.ports import SCIENTIFICA_IDS, PortKind, classify, describe
+from tests.daemon.e2e import devrig_example, read_until
+
+RULES = Path(__file__).resolve().parents[2] / "systemd" / "99-ephysd-scientifica.rules"
+
+
+async def pty_line(stream: trio.abc.ReceiveStream) -> str:
+    """The simulator's one line on stdout, ``PTY <path>`` (it prints nothing else there)."""
+    with trio.fail_after(10):
+        return (await read_until(stream, b"\n")).decode().strip()
+
+
+async def test_the_simulator_command_line_prints_its_pty_and_obeys_fault_commands(
+    tmp_path: Path,
+) -> None:
+    link = tmp_path / "scientifica-sim"
+    command = [sys.executable, "-m", "drivers.scientifica.sim", "--link", str(link)]
+    command += ["--firmware", "2", "--model", "patchstar"]
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            functools.partial(
+                trio.run_process,
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                check=False,
+            )
+        )
+        assert process.stdin is not None and process.stdout is not None
+        assert await pty_line(process.stdout) == f"PTY {link}"
+        device = ScientificaManipulator("1", str(link))
+        await device.open()
+        assert device.identity() == "Scientifica PatchStar (TYPE 1.05, firmware 2.13)"
+
+        await process.stdin.send_all(b"error 9\n")
+        with trio.fail_after(2), pytest.raises(ControllerError, match="error 9"):
+            while True:
+                await device.position()
+                await trio.sleep(0.01)
+
+        await process.stdin.send_all(b"knobs 50 0 0\n")
+        with trio.fail_after(5):
+            while (await device.position())[1] > 9.96:  # noqa: ASYNC110 (unified y = 20 - x_p)
+                await trio.sleep(0.05)
+
+        await process.stdin.send_all(b"close\n")
+        with trio.fail_after(2), pytest.raises(DeviceLost):
+            while True:
+                await device.position()
+                await trio.sleep(0.01)
+        await process.stdin.send_all(b"reopen\n")
+        assert await pty_line(process.stdout) == f"PTY {link}"
+        await device.open()
+        await device.close()
+        await process.stdin.send_all(b"quit\n")
+
+
+async def test_make_run_can_drive_simulated_scientifica_controllers() -> None:
+    """``make run RUN_ARGS=--scientifica``: its banner's one-liner moves the IVM."""
+    text, done, status = await devrig_example("--scientifica")
+    assert "2 Scientifica controllers (IVM, PatchStar) on ptys" in text
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines() == [
+        '{"Manipulators":["1","2"],"Error":""}',
+        '{"Position":{"x":1.0,"y":2.0,"z":3.0,"w":18.0},"Error":""}',
+    ]
+    assert status == 0
+
+
+async def test_check_handshakes_names_each_model_and_moves_nothing() -> None:
+    sims = [
+        ScientificaSim(firmware=3, model="ivm_manipulator"),
+        ScientificaSim(firmware=2, model="patchstar"),
+        ScientificaSim(firmware=3, model="condenser"),
+    ]
+    async with trio.open_nursery() as nursery:
+        paths = [await nursery.start(sim.run) for sim in sims]
+        ports = (f"ivm={paths[0]}", f"patch={paths[1]}", f"cond={paths[2]}")
+        platform = create_platform("scientifica", PlatformOptions(serial_ports=ports))
+        with trio.fail_after(30):
+            findings = await check_platform(platform)
+        nursery.cancel_scope.cancel()
+    assert [(f.ok, f.subject) for f in findings] == [
+        (True, "platform scientifica"),
+        (True, "manipulator ivm"),
+        (True, "manipulator patch"),
+        (False, "manipulator cond"),
+    ]
+    assert (
+        "handshake ok (Scientifica IVM (TYPE 3.14, firmware 3.40)), at (10.000" in findings[1].text
+    )
+    assert "(Scientifica PatchStar (TYPE 1.05, firmware 2.13))" in findings[2].text
+    assert "drives a condenser (TYPE 3.12), not a manipulator" in findings[3].text
+    for sim in sims:
+        assert sim.received, "the check must talk to the controller"
+        assert not sim.commands("ABS") and not sim.commands("REL")
+
+
+def usb_port(device: str, vid: int, pid: int, description: str = "n/a") -> ListPortInfo:
+    port = ListPortInfo(device, skip_link_detection=True)
+    port.vid, port.pid, port.description = vid, pid, description
+    return port
+
+
+def test_ports_marks_likely_scientifica_controllers_and_the_old_ftdi_id_only_as_maybe() -> None:
+    ft2232 = usb_port("/dev/ttyUSB3", 0x0403, 0x6010, "Dual RS232-HS")
+    cp2105 = usb_port("/dev/ttyUSB4", 0x10C4, 0xEA70, "CP2105 Dual USB to UART Bridge")
+    ft232 = usb_port("/dev/ttyUSB5", 0x0403, 0x6001, "FT232R USB UART")
+    ft232_arduino = usb_port("/dev/ttyUSB6", 0x0403, 0x6001, "Arduino Duemilanove")
+    assert classify(ft2232) is classify(cp2105) is PortKind.SCIENTIFICA
+    assert classify(ft232) is PortKind.SCIENTIFICA_MAYBE
+    assert classify(ft232_arduino) is PortKind.ESTOP_CANDIDATE
+    entries = describe([ft232, ft232_arduino, cp2105, ft2232], by_id={})
+    assert [(e.device, e.kind.value) for e in entries] == [
+        ("/dev/ttyUSB3", "Scientifica controller"),
+        ("/dev/ttyUSB4", "Scientifica controller"),
+        ("/dev/ttyUSB5", "Scientifica? (old FTDI id)"),
+        ("/dev/ttyUSB6", "Arduino (e-stop candidate)"),
+    ]
+
+
+def test_the_udev_rule_names_the_ports_ephysd_ports_marks() -> None:
+    text = RULES.read_text()
+    matched = {
+        (int(vid, 16), int(pid, 16))
+        for vid, pid in re.findall(r'ATTRS\{idVendor\}=="(\w+)", ATTRS\{idProduct\}=="(\w+)"', text)
+    }
+    assert matched == SCIENTIFICA_IDS
+    assert 'SYMLINK+="scientifica-$env{ID_SERIAL_SHORT}-if$env{ID_USB_INTERFACE_NUM}"' in text
+    assert 'GROUP="dialout"' in text
