@@ -10,6 +10,7 @@ reply of the wrong shape is :class:`DeviceError` after one drained retry.
 from __future__ import annotations
 
 import logging
+import termios
 
 import trio
 from trio_serial import SerialStream
@@ -182,7 +183,7 @@ class SutterLink:
         stream = self._require_open()
         try:
             await stream.discard_input()
-        except OSError as exc:
+        except (OSError, termios.error) as exc:  # tcflush raises termios.error, no OSError
             await self.close()
             raise DeviceLost(f"{self.device} is gone: {exc}") from exc
 

@@ -139,3 +139,22 @@ async def test_a_roe_drive_that_cannot_be_selected_again_is_logged_and_the_bus_s
         while "could not give the ROE-200 its drive back" not in caplog.text:  # noqa: ASYNC110
             await trio.sleep(0.05)
     assert await two.position() == pytest.approx((12.5, 12.5, 12.5, 12.5))
+
+
+async def test_a_cable_pulled_while_the_bus_is_idle_fails_the_next_request_as_lost(
+    sim: SutterSim, drives: list[SutterDrive]
+) -> None:
+    await drives[0].position()
+    sim.close_device()
+    await trio.sleep(0.05)
+    with trio.fail_after(1.5), pytest.raises(DeviceLost):
+        await drives[1].position()  # the purge before the command finds the port gone
+    sim.reopen_device()
+    with trio.fail_after(10):
+        while True:
+            try:
+                await drives[1].open()
+                break
+            except DeviceLost:
+                await trio.sleep(0.1)
+    assert await drives[1].position() == pytest.approx((12.5, 12.5, 12.5, 12.5))
