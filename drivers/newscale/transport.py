@@ -13,10 +13,10 @@ import contextlib
 import logging
 
 import trio
-from trio_serial import SerialStream
 
-from drivers.base import DeviceError, DeviceLost
+from drivers.base import DeviceError
 from drivers.newscale.codec import HIGH_BIT, CodecError, Frame, ReplyDecoder, shown
+from drivers.serial_io import SerialPort
 
 log = logging.getLogger(__name__)
 
@@ -36,33 +36,19 @@ class SerialLink:
         self.device = device
         self.baud = baud
         self.reply_timeout_s = reply_timeout_s
-        self._stream: trio.abc.Stream | None = None
+        self._port = SerialPort(device, log)
         self._decoder = ReplyDecoder()
 
     @property
     def is_open(self) -> bool:
-        return self._stream is not None
+        return self._port.is_open
 
     async def open(self) -> None:
-        await self.close()
-        stream = SerialStream(self.device, baudrate=self.baud, exclusive=True)
-        try:
-            await stream.aopen()
-        except OSError as exc:
-            raise DeviceLost(f"cannot open {self.device}: {exc.strerror or exc}") from exc
-        self._stream = stream
+        await self._port.open(self.baud)
         self._decoder = ReplyDecoder()
-        log.info("opened %s at %d baud", self.device, self.baud)
 
     async def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with trio.CancelScope(shield=True):
-                try:
-                    await stream.aclose()
-                except OSError as exc:
-                    log.debug("closing %s: %s", self.device, exc)
-            log.info("closed %s", self.device)
+        await self._port.close()
 
     async def transact(
         self, command: bytes, timeout_s: float | None = None, echo: tuple[str, ...] = ()
@@ -76,15 +62,14 @@ class SerialLink:
         reply must start with (so a late ``<A0 01 1>`` cannot answer the select
         of stage 02).
         """
-        stream = self._require_open()
         timeout_s = self.reply_timeout_s if timeout_s is None else timeout_s
         expected = (_expected_code(command), echo)
         self._drop_stale()
         with trio.CancelScope(shield=True):
-            await self._write(stream, command)
+            await self._write(command)
         try:
             with trio.move_on_after(timeout_s) as timer:
-                reply = await self._read_reply(stream, expected)
+                reply = await self._read_reply(expected)
         except trio.Cancelled:
             # Stop: let the reply in flight finish (briefly) so the halt that
             # follows does not talk over it, then go on being cancelled.
@@ -93,17 +78,12 @@ class SerialLink:
                 trio.move_on_after(IN_FLIGHT_GRACE_S),
                 contextlib.suppress(DeviceError),
             ):
-                await self._read_reply(stream, expected)
+                await self._read_reply(expected)
             raise
         if timer.cancelled_caught:
             ms = timeout_s * 1000
             raise DeviceError(f"{self.device}: no reply to {shown(command)} within {ms:.0f} ms")
         return reply
-
-    def _require_open(self) -> trio.abc.Stream:
-        if self._stream is None:
-            raise DeviceLost(f"{self.device} is not open")
-        return self._stream
 
     def _drop_stale(self) -> None:
         """Anything complete in the buffer before we send answers an earlier, abandoned command."""
@@ -117,20 +97,11 @@ class SerialLink:
                 return
             log.debug("%s: dropped stale reply %s", self.device, frame)
 
-    async def _write(self, stream: trio.abc.Stream, data: bytes) -> None:
-        try:
-            with trio.fail_after(self.reply_timeout_s):
-                await stream.send_all(data)
-        except trio.TooSlowError:
-            raise DeviceError(f"{self.device}: write of {shown(data)} timed out") from None
-        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
-            await self.close()
-            raise DeviceLost(f"{self.device} is gone: {exc}") from exc
+    async def _write(self, data: bytes) -> None:
+        await self._port.send(data, self.reply_timeout_s, shown)
         log.debug("%s >> %r", self.device, data)
 
-    async def _read_reply(
-        self, stream: trio.abc.Stream, expected: tuple[str, tuple[str, ...]]
-    ) -> Frame:
+    async def _read_reply(self, expected: tuple[str, tuple[str, ...]]) -> Frame:
         while True:
             try:
                 frame = self._decoder.next_frame()
@@ -144,15 +115,7 @@ class SerialLink:
                     return frame
                 log.debug("%s: reply %s does not answer %s; skipped", self.device, frame, expected)
                 continue
-            try:
-                data = await stream.receive_some(READ_CHUNK)
-            except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
-                await self.close()
-                raise DeviceLost(f"{self.device} is gone: {exc}") from exc
-            if not data:
-                await self.close()
-                raise DeviceLost(f"{self.device} is gone (end of file)")
-            self._decoder.receive_data(data)
+            self._decoder.receive_data(await self._port.receive(READ_CHUNK))
 
 
 def _expected_code(command: bytes) -> str:

@@ -31,7 +31,7 @@ from drivers.scientifica.protocol import (
     error_number,
     is_error,
 )
-from drivers.serial_io import close_port, open_port, receive, send
+from drivers.serial_io import SerialPort
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +58,23 @@ class ScientificaLink:
         self.device = device
         self.reply_timeout_s = reply_timeout_s
         self.baud = 0
-        self._stream: trio.abc.Stream | None = None
+        self._port = SerialPort(device, log, logging.DEBUG)  # opened at each rate it tries
         self._decoder = LineDecoder()
         self._abandoned = False
         """A command's reply may still be on its way: drain before the next one."""
 
     @property
     def is_open(self) -> bool:
-        return self._stream is not None
+        return self._port.is_open
 
     async def open(self, baud: int) -> None:
-        await self.close()
-        self._stream = await open_port(self.device, baud)
+        await self._port.open(baud)
         self.baud = baud
         self._decoder = LineDecoder()
         self._abandoned = False
-        log.debug("opened %s at %d baud", self.device, baud)
 
     async def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            await close_port(stream, self.device)
-            log.debug("closed %s", self.device)
+        await self._port.close()
 
     # --- transactions ---------------------------------------------------------
 
@@ -125,18 +120,17 @@ class ScientificaLink:
         self, command: str, timeout_s: float, *, accept: Callable[[str], bool] | None = None
     ) -> str:
         """One attempt: write ``command``, return the next reply line (one ``accept`` takes)."""
-        stream = self._require_open()
         if self._abandoned and accept is None:
             await self.drain()
         stale = self._decoder.clear()
         if stale:
             log.debug("%s: dropped stale bytes %r", self.device, stale)
         with trio.CancelScope(shield=True):  # never half a command on the line
-            await self._write(stream, encode(command))
+            await self._write(encode(command))
         self._abandoned = True
         with trio.move_on_after(timeout_s):
             while True:
-                line = await self._read_line(stream)
+                line = await self._read_line()
                 if accept is None or accept(line):
                     self._abandoned = False
                     return line
@@ -145,12 +139,11 @@ class ScientificaLink:
 
     async def drain(self) -> None:
         """Read and drop whatever arrives until the line is quiet (bounded)."""
-        stream = self._require_open()
         dropped = self._decoder.clear()
         with trio.move_on_after(DRAIN_MAX_S):
             while True:
                 with trio.move_on_after(DRAIN_QUIET_S) as quiet:
-                    dropped += await self._receive(stream)
+                    dropped += await self._port.receive(READ_CHUNK)
                 if quiet.cancelled_caught:
                     break
         self._abandoned = False
@@ -159,31 +152,15 @@ class ScientificaLink:
 
     # --- bytes ------------------------------------------------------------------
 
-    def _require_open(self) -> trio.abc.Stream:
-        if self._stream is None:
-            raise DeviceLost(f"{self.device} is not open")
-        return self._stream
-
-    async def _write(self, stream: trio.abc.Stream, data: bytes) -> None:
-        try:
-            await send(stream, data, self.device, self.reply_timeout_s)
-        except DeviceLost:
-            await self.close()
-            raise
+    async def _write(self, data: bytes) -> None:
+        await self._port.send(data, self.reply_timeout_s)
         log.debug("%s >> %r", self.device, data)
 
-    async def _read_line(self, stream: trio.abc.Stream) -> str:
+    async def _read_line(self) -> str:
         while (line := self._decoder.next_line()) is None:
-            self._decoder.receive_data(await self._receive(stream))
+            self._decoder.receive_data(await self._port.receive(READ_CHUNK))
         log.debug("%s << %r", self.device, line)
         return line
-
-    async def _receive(self, stream: trio.abc.Stream) -> bytes:
-        try:
-            return await receive(stream, self.device, READ_CHUNK)
-        except DeviceLost:
-            await self.close()
-            raise
 
 
 def _parses(parse: Callable[[str], object]) -> Callable[[str], bool]:

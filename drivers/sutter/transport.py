@@ -10,13 +10,11 @@ reply of the wrong shape is :class:`DeviceError` after one drained retry.
 from __future__ import annotations
 
 import logging
-import termios
 
 import trio
-from trio_serial import SerialStream
-from trio_serial.abstract import AbstractSerialStream
 
-from drivers.base import DeviceError, DeviceLost
+from drivers.base import DeviceError
+from drivers.serial_io import SerialPort
 from drivers.sutter.codec import CR, INTERRUPT
 
 log = logging.getLogger(__name__)
@@ -43,34 +41,20 @@ class SutterLink:
         self.device = device
         self.baud = baud
         self.reply_timeout_s = reply_timeout_s
-        self._stream: AbstractSerialStream | None = None
+        self._port = SerialPort(device, log)
         self._buffer = bytearray()
         self._quiet_since = 0.0
 
     @property
     def is_open(self) -> bool:
-        return self._stream is not None
+        return self._port.is_open
 
     async def open(self) -> None:
-        await self.close()
-        stream = SerialStream(self.device, baudrate=self.baud, exclusive=True)
-        try:
-            await stream.aopen()
-        except OSError as exc:
-            raise DeviceLost(f"cannot open {self.device}: {exc.strerror or exc}") from exc
-        self._stream = stream
+        await self._port.open(self.baud)
         self._buffer.clear()
-        log.info("opened %s at %d baud", self.device, self.baud)
 
     async def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with trio.CancelScope(shield=True):
-                try:
-                    await stream.aclose()
-                except OSError as exc:
-                    log.debug("closing %s: %s", self.device, exc)
-            log.info("closed %s", self.device)
+        await self._port.close()
 
     # --- transactions ----------------------------------------------------------
 
@@ -107,15 +91,8 @@ class SutterLink:
         await self.write(INTERRUPT)
 
     async def write(self, data: bytes) -> None:
-        stream = self._require_open()
-        try:
-            with trio.CancelScope(shield=True), trio.fail_after(WRITE_TIMEOUT_S):
-                await stream.send_all(data)
-        except trio.TooSlowError:
-            raise DeviceError(f"{self.device}: write of {data.hex(' ')} timed out") from None
-        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
-            await self.close()
-            raise DeviceLost(f"{self.device} is gone: {exc}") from exc
+        with trio.CancelScope(shield=True):
+            await self._port.send(data, WRITE_TIMEOUT_S, _hex)
         log.debug("%s >> %s", self.device, data.hex(" "))
 
     async def read_reply(self, lengths: tuple[int, ...], timeout_s: float, what: bytes) -> bytes:
@@ -180,26 +157,11 @@ class SutterLink:
 
     async def _purge(self) -> None:
         self._buffer.clear()
-        stream = self._require_open()
-        try:
-            await stream.discard_input()
-        except (OSError, termios.error) as exc:  # tcflush raises termios.error, no OSError
-            await self.close()
-            raise DeviceLost(f"{self.device} is gone: {exc}") from exc
+        await self._port.discard_input()
 
     async def _receive(self) -> None:
-        stream = self._require_open()
-        try:
-            data = await stream.receive_some(READ_CHUNK)
-        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
-            await self.close()
-            raise DeviceLost(f"{self.device} is gone: {exc}") from exc
-        if not data:
-            await self.close()
-            raise DeviceLost(f"{self.device} is gone (end of file)")
-        self._buffer += data
+        self._buffer += await self._port.receive(READ_CHUNK)
 
-    def _require_open(self) -> AbstractSerialStream:
-        if self._stream is None:
-            raise DeviceLost(f"{self.device} is not open")
-        return self._stream
+
+def _hex(data: bytes) -> str:
+    return data.hex(" ")
