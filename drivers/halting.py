@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 
 
 async def halt_shielded(manipulator: Manipulator, budget_s: float) -> None:
+    """Halt, whatever is cancelling the caller, for at most ``budget_s``.
+
+    A driver whose halt bounds itself passes that same bound: the budget is
+    then the backstop the contract asks for, not a second, different limit.
+    """
     with trio.CancelScope(shield=True), trio.move_on_after(budget_s) as scope:
         try:
             await manipulator.halt()

@@ -17,6 +17,7 @@ import trio
 
 from drivers.base import DeviceError, DeviceLost, Manipulator, Vector
 from drivers.coordinates import AxisMap
+from drivers.halting import halt_shielded
 from drivers.newscale.codec import (
     COUNTS_PER_MM,
     COUNTS_PER_UM,
@@ -314,7 +315,7 @@ class NewScaleManipulator(Manipulator):
             raise DeviceError(f"manipulator {self.id}: move did not finish within {budget:.1f} s")
         except BaseException:
             if self._link.is_open:  # a vanished port is closed: nothing to halt through
-                await self._halt_shielded()
+                await halt_shielded(self, HALT_BUDGET_S)
             raise
 
     async def _wait_on_target(self, targets: dict[int, int]) -> dict[int, StageState]:
@@ -345,14 +346,6 @@ class NewScaleManipulator(Manipulator):
                 raise DeviceError(
                     f"manipulator {self.id}: no progress towards the target for {NO_PROGRESS_S} s"
                 )
-
-    async def _halt_shielded(self) -> None:
-        """A stop cancelled the move, or the move failed: halt anyway (halt bounds itself)."""
-        with trio.CancelScope(shield=True):
-            try:
-                await self.halt()
-            except DeviceError as exc:
-                log.error("manipulator %s: HALT FAILED: %s", self.id, exc)
 
     # --- helpers ------------------------------------------------------------
 

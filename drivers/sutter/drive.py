@@ -20,6 +20,7 @@ import trio
 
 from drivers.base import DeviceError, Manipulator, Vector
 from drivers.coordinates import AxisMap
+from drivers.halting import halt_shielded
 from drivers.sutter.bus import BusHandle, SegmentEnd, segment_duration_s
 from drivers.sutter.codec import (
     DEFAULT_USTEPS_PER_UM,
@@ -169,7 +170,7 @@ class SutterDrive(Manipulator):
                 return await self._stepped(start, goal, speed_um_s)
             return await self._segmented(start, goal, speed_byte)
         except BaseException:
-            await self._stop_shielded()
+            await halt_shielded(self, STOP_TIMEOUT_S)
             raise
 
     async def _segmented(self, start: USteps, goal: USteps, speed_byte: int) -> USteps:
@@ -235,13 +236,6 @@ class SutterDrive(Manipulator):
                 f"manipulator {self.id}: drive {self.drive} did not move "
                 f"(stuck at {self._unified(after)})"
             )
-
-    async def _stop_shielded(self) -> None:
-        with trio.CancelScope(shield=True):
-            try:
-                await self.bus.stop(self.drive, STOP_TIMEOUT_S)
-            except DeviceError as exc:
-                log.error("manipulator %s: STOP FAILED: %s", self.id, exc)
 
     # --- geometry ---------------------------------------------------------------
 
