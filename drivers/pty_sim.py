@@ -247,15 +247,18 @@ def run_simulator(
     build: Callable[[argparse.Namespace], Device],
     verbs: Callable[[Device], Mapping[str, Verb]],
     help_text: str,
-) -> None:
-    """Run ``build(args)`` on its pty, announced on stdout, with fault control on stdin."""
+) -> Device | None:
+    """Run ``build(args)`` on its pty, announced on stdout, with fault control on stdin.
+
+    Returns the device once ``quit`` ended it (for a last report), None after Ctrl-C.
+    """
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
 
-    async def serve() -> None:
+    async def serve() -> Device:
         device = build(args)
         async with trio.open_nursery() as nursery:
             await nursery.start(device.run)
@@ -263,6 +266,8 @@ def run_simulator(
                 nursery.start_soon(
                     control_from_stdin, verbs(device), help_text, nursery.cancel_scope
                 )
+        return device
 
     with contextlib.suppress(KeyboardInterrupt):
-        trio.run(serve)
+        return trio.run(serve)
+    return None

@@ -23,9 +23,7 @@ gives a real bridge a stable ``/dev/newscale-<serial>`` name.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import sys
 
 import msgspec
 import trio
@@ -47,7 +45,14 @@ from drivers.newscale.codec import (
 )
 from drivers.newscale.speed import SpeedRegisters, registers_speed_um_s, speed_from_registers
 from drivers.newscale.stage_info import EEPROM_PASSWORD, INTERVAL_EEPROM_ADDRESS
-from drivers.pty_sim import COMMON_VERBS, PtyDevice, Verb, common_verbs, control_from_stdin
+from drivers.pty_sim import (
+    COMMON_VERBS,
+    PtyDevice,
+    Verb,
+    common_verbs,
+    run_simulator,
+    simulator_arguments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -351,30 +356,16 @@ def _verbs(sim: NewScaleSim) -> dict[str, Verb]:
     return {**common_verbs(sim), "stall": stall}
 
 
-async def _main(args: argparse.Namespace) -> None:
-    sim = NewScaleSim(link=args.link, announce=True)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sim.run)
-        if not args.no_stdin:
-            nursery.start_soon(control_from_stdin, _verbs(sim), _HELP, nursery.cancel_scope)
+def _build(args: argparse.Namespace) -> NewScaleSim:
+    return NewScaleSim(link=args.link, announce=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m drivers.newscale.sim",
-        description="Simulated New Scale M3-USB bridge with three M3-LS stages on a pty. " + _HELP,
+    parser = simulator_arguments(
+        "python -m drivers.newscale.sim",
+        "Simulated New Scale M3-USB bridge with three M3-LS stages on a pty. " + _HELP,
     )
-    parser.add_argument("--link", help="stable symlink to the pty, re-pointed on reopen")
-    parser.add_argument("--no-stdin", action="store_true", help="ignore stdin (no fault control)")
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(_main, args)
+    run_simulator(parser.parse_args(argv), _build, _verbs, _HELP)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,19 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import logging
-import sys
 
 import msgspec
 import trio
 
-from drivers.pty_sim import COMMON_VERBS, PtyDevice, Verb, common_verbs, control_from_stdin
+from drivers.pty_sim import (
+    COMMON_VERBS,
+    PtyDevice,
+    Verb,
+    common_verbs,
+    run_simulator,
+    simulator_arguments,
+)
 from drivers.sutter.codec import (
     CR,
     DEFAULT_USTEPS_PER_UM,
@@ -330,33 +335,19 @@ def _drives(text: str) -> tuple[int, ...]:
     return drives
 
 
-async def _main(args: argparse.Namespace) -> None:
-    sim = SutterSim(link=args.link, announce=True, drives=args.drives)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sim.run)
-        if not args.no_stdin:
-            nursery.start_soon(control_from_stdin, _verbs(sim), _HELP, nursery.cancel_scope)
-    if sim.violations:
-        log.warning("%d protocol violation(s): %s", len(sim.violations), sim.violations)
+def _build(args: argparse.Namespace) -> SutterSim:
+    return SutterSim(link=args.link, announce=True, drives=args.drives)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m drivers.sutter.sim",
-        description="Simulated Sutter MPC-200 / MPC-325 with 1-4 drives on a pty. " + _HELP,
+    parser = simulator_arguments(
+        "python -m drivers.sutter.sim",
+        "Simulated Sutter MPC-200 / MPC-325 with 1-4 drives on a pty. " + _HELP,
     )
-    parser.add_argument("--link", help="stable symlink to the pty, re-pointed on reopen")
     parser.add_argument("--drives", type=_drives, default=(1, 2), help="connected drives: 1,2")
-    parser.add_argument("--no-stdin", action="store_true", help="ignore stdin (no fault control)")
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(_main, args)
+    sim = run_simulator(parser.parse_args(argv), _build, _verbs, _HELP)
+    if sim is not None and sim.violations:
+        log.warning("%d protocol violation(s): %s", len(sim.violations), sim.violations)
 
 
 if __name__ == "__main__":
