@@ -13,7 +13,7 @@ from drivers.base import PlatformConfigError, PlatformOptions
 from drivers.scientifica import ScientificaPlatform
 from drivers.scientifica.settings import ManipulatorSettings
 from ephysd.platforms import create_platform
-from tests.service.test_example_config import example_settings
+from tests.service.example_config import example_settings
 
 
 def platform(ports: tuple[str, ...], **tables: dict[str, Any]) -> ScientificaPlatform:

@@ -5,23 +5,10 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
 
 from ephysd.cli import build_parser
 from ephysd.config import Limits, Settings, build_settings, load_toml
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "systemd" / "ephysd.toml"
-
-# Commented-out settings: "#key = ...", "#[table]", "#]", and array items '#  "...'.
-_SETTING = re.compile(r'^#(?=[^ \n])|^#(?=  ")')
-
-
-def uncommented(text: str) -> str:
-    return "\n".join(_SETTING.sub("", line) for line in text.splitlines()) + "\n"
-
-
-def example_settings() -> dict[str, Any]:
-    return tomllib.loads(uncommented(EXAMPLE.read_text()))
+from tests.service.example_config import EXAMPLE, example_settings, uncommented
 
 
 def test_example_is_all_comments_so_defaults_apply() -> None:
