@@ -3,69 +3,16 @@ bridges on ptys, and a python-socketio client doing what Pinpoint does."""
 
 from __future__ import annotations
 
-import functools
 import json
-import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
 from drivers.newscale.sim import NewScaleSim
-
-CLIENT = Path(__file__).with_name("sio_client.py")
-LISTENING = re.compile(rb"listening on (http://127\.0\.0\.1:\d+)")
-
-
-class Lines:
-    """Line reader over a child's pipe, with a deadline on every wait."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self.stream = stream
-        self.buf = b""
-
-    async def until(self, pattern: re.Pattern[bytes], timeout_s: float = 20) -> re.Match[bytes]:
-        with trio.fail_after(timeout_s):
-            while True:
-                while b"\n" in self.buf:
-                    line, self.buf = self.buf.split(b"\n", 1)
-                    if match := pattern.search(line):
-                        return match
-                data = await self.stream.receive_some(4096)
-                if not data:
-                    raise EOFError("child exited")
-                self.buf += data
-
-
-class Client:
-    def __init__(self, process: trio.Process) -> None:
-        assert process.stdin is not None and process.stdout is not None
-        self.stdin = process.stdin
-        self.lines = Lines(process.stdout)
-        self.answers: dict[int, dict[str, Any]] = {}
-        self.next_id = 0
-
-    async def send(self, event: str, data: Any) -> int:
-        self.next_id += 1
-        request = {"id": self.next_id, "event": event, "data": data}
-        await self.stdin.send_all(json.dumps(request).encode() + b"\n")
-        return self.next_id
-
-    async def answer(self, request_id: int, timeout_s: float = 20) -> dict[str, Any]:
-        with trio.fail_after(timeout_s):
-            while request_id not in self.answers:
-                match = await self.lines.until(re.compile(rb"^\{.*\}$"), timeout_s)
-                reply = json.loads(match.group(0))
-                self.answers[reply["id"]] = reply
-        return self.answers.pop(request_id)
-
-    async def call(self, event: str, data: Any, timeout_s: float = 20) -> Any:
-        return (await self.answer(await self.send(event, data), timeout_s))["answer"]
+from tests.serial_e2e import Client, daemon_and_client, move
 
 
 @asynccontextmanager
@@ -74,50 +21,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[list[NewScaleSim], Client]]
     async with trio.open_nursery() as nursery:
         for sim in sims:
             await nursery.start(sim.run)
-        daemon: trio.Process = await nursery.start(
-            functools.partial(
-                trio.run_process,
-                [sys.executable, "-m", "ephysd", "--platform", "newscale"]
-                + [arg for sim in sims for arg in ("--port", sim.path)]
-                + ["--listen", "127.0.0.1:0"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-        )
-        assert daemon.stdout is not None
-        url = (await Lines(daemon.stdout).until(LISTENING)).group(1).decode()
-        nursery.start_soon(_drain, daemon.stdout)
-        client_process: trio.Process = await nursery.start(
-            functools.partial(
-                trio.run_process,
-                [sys.executable, str(CLIENT), url],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                check=False,
-            )
-        )
-        client = Client(client_process)
-        await client.lines.until(re.compile(rb'"connected"'))
-        try:
+        ports = [arg for sim in sims for arg in ("--port", sim.path)]
+        async with daemon_and_client(["--platform", "newscale", *ports]) as (_, client):
             yield sims, client
             # Through the daemon too: nothing outside the USB bridge's framing (no "TR").
             assert [sim.violations for sim in sims] == [[], []]
-        finally:
-            client_process.kill()
-            daemon.terminate()
-            with trio.move_on_after(5):
-                await daemon.wait()
-            nursery.cancel_scope.cancel()
-
-
-async def _drain(stream: trio.abc.ReceiveStream) -> None:
-    while await stream.receive_some(65536):
-        pass
-
-
-def move(manipulator: str, position: dict[str, float], speed: float) -> str:
-    return json.dumps({"ManipulatorId": manipulator, "Position": position, "Speed": speed})
+        nursery.cancel_scope.cancel()
 
 
 async def test_set_position_moves_the_simulated_stages_and_stop_halts_every_stage(

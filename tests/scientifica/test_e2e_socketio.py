@@ -4,11 +4,7 @@ and a python-socketio client doing what Pinpoint does."""
 
 from __future__ import annotations
 
-import functools
 import json
-import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +14,7 @@ import pytest
 import trio
 
 from drivers.scientifica.sim import ScientificaSim
-from tests.newscale.test_e2e_socketio import CLIENT, Client
+from tests.serial_e2e import Client, connected_client, move
 from tests.service.daemon import run_daemon
 
 
@@ -41,29 +37,13 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[list[ScientificaSim], Clien
             await nursery.start(sim.run)
         async with run_daemon(tmp_path, config) as daemon:
             port = await daemon.wait_listening(30)
-            process: trio.Process = await nursery.start(
-                functools.partial(
-                    trio.run_process,
-                    [sys.executable, str(CLIENT), f"http://127.0.0.1:{port}"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    check=False,
-                )
-            )
-            client = Client(process)
             try:
-                await client.lines.until(re.compile(rb'"connected"'))
-                yield sims, client
+                async with connected_client(f"http://127.0.0.1:{port}") as client:
+                    yield sims, client
             except BaseException:
                 print(daemon.output())
                 raise
-            finally:
-                process.kill()
         nursery.cancel_scope.cancel()
-
-
-def move(manipulator: str, position: dict[str, float], speed: float) -> str:
-    return json.dumps({"ManipulatorId": manipulator, "Position": position, "Speed": speed})
 
 
 async def call(client: Client, event: str, data: Any, timeout_s: float = 20) -> Any:

@@ -3,77 +3,55 @@
 
 from __future__ import annotations
 
-import functools
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import trio
 from serial.tools.list_ports_common import ListPortInfo
 
-from drivers.base import DeviceLost, PlatformOptions
+from drivers.base import PlatformOptions
 from drivers.scientifica.driver import ScientificaManipulator
 from drivers.scientifica.protocol import ControllerError
 from drivers.scientifica.sim import ScientificaSim
 from ephysd.check import check_platform
 from ephysd.platforms import create_platform
 from ephysd.ports import SCIENTIFICA_IDS, PortKind, classify, describe
-from tests.daemon.e2e import devrig_example, read_until
+from tests.daemon.e2e import devrig_example
+from tests.serial_e2e import simulator_process, until_lost
 
 RULES = Path(__file__).resolve().parents[2] / "systemd" / "99-ephysd-scientifica.rules"
-
-
-async def pty_line(stream: trio.abc.ReceiveStream) -> str:
-    """The simulator's one line on stdout, ``PTY <path>`` (it prints nothing else there)."""
-    with trio.fail_after(10):
-        return (await read_until(stream, b"\n")).decode().strip()
 
 
 async def test_the_simulator_command_line_prints_its_pty_and_obeys_fault_commands(
     tmp_path: Path,
 ) -> None:
     link = tmp_path / "scientifica-sim"
-    command = [sys.executable, "-m", "drivers.scientifica.sim", "--link", str(link)]
-    command += ["--firmware", "2", "--model", "patchstar"]
-    async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            functools.partial(
-                trio.run_process,
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                check=False,
-            )
-        )
-        assert process.stdin is not None and process.stdout is not None
-        assert await pty_line(process.stdout) == f"PTY {link}"
+    args = ("--firmware", "2", "--model", "patchstar")
+    async with simulator_process("drivers.scientifica.sim", link, *args) as process:
+        assert await process.line() == f"PTY {link}"
         device = ScientificaManipulator("1", str(link))
         await device.open()
         assert device.identity() == "Scientifica PatchStar (TYPE 1.05, firmware 2.13)"
 
-        await process.stdin.send_all(b"error 9\n")
+        await process.command("error 9")
         with trio.fail_after(2), pytest.raises(ControllerError, match="error 9"):
             while True:
                 await device.position()
                 await trio.sleep(0.01)
 
-        await process.stdin.send_all(b"knobs 50 0 0\n")
+        await process.command("knobs 50 0 0")
         with trio.fail_after(5):
             while (await device.position())[1] > 9.96:  # noqa: ASYNC110 (unified y = 20 - x_p)
                 await trio.sleep(0.05)
 
-        await process.stdin.send_all(b"close\n")
-        with trio.fail_after(2), pytest.raises(DeviceLost):
-            while True:
-                await device.position()
-                await trio.sleep(0.01)
-        await process.stdin.send_all(b"reopen\n")
-        assert await pty_line(process.stdout) == f"PTY {link}"
+        await process.command("close")
+        await until_lost(device)
+        await process.command("reopen")
+        assert await process.line() == f"PTY {link}"
         await device.open()
         await device.close()
-        await process.stdin.send_all(b"quit\n")
+        await process.command("quit")
 
 
 async def test_make_run_can_drive_simulated_scientifica_controllers() -> None:

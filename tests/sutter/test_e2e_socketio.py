@@ -3,12 +3,8 @@ with two drives each on ptys, and a python-socketio client doing what Pinpoint d
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +13,7 @@ import pytest
 import trio
 
 from drivers.sutter.sim import SutterSim
-from tests.newscale.test_e2e_socketio import CLIENT, LISTENING, Client, Lines, _drain
+from tests.serial_e2e import Client, daemon_and_client, depth, move
 
 
 @asynccontextmanager
@@ -26,49 +22,13 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[list[SutterSim], Client, tr
     async with trio.open_nursery() as nursery:
         for sim in sims:
             await nursery.start(sim.run)
-        daemon: trio.Process = await nursery.start(
-            functools.partial(
-                trio.run_process,
-                [
-                    *(sys.executable, "-m", "ephysd", "--platform", "sutter"),
-                    *("--port", f"left={sims[0].path}", "--port", f"right={sims[1].path}"),
-                    *("--listen", "127.0.0.1:0"),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-        )
-        assert daemon.stdout is not None
-        url = (await Lines(daemon.stdout).until(LISTENING)).group(1).decode()
-        nursery.start_soon(_drain, daemon.stdout)
-        client_process: trio.Process = await nursery.start(
-            functools.partial(
-                trio.run_process,
-                [sys.executable, str(CLIENT), url],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                check=False,
-            )
-        )
-        client = Client(client_process)
-        await client.lines.until(re.compile(rb'"connected"'))
-        try:
+        flags = [
+            *("--platform", "sutter"),
+            *("--port", f"left={sims[0].path}", "--port", f"right={sims[1].path}"),
+        ]
+        async with daemon_and_client(flags) as (daemon, client):
             yield sims, client, daemon
-        finally:
-            client_process.kill()
-            daemon.terminate()
-            with trio.move_on_after(5):
-                await daemon.wait()
-            nursery.cancel_scope.cancel()
-
-
-def move(manipulator: str, position: dict[str, float], speed: float) -> str:
-    return json.dumps({"ManipulatorId": manipulator, "Position": position, "Speed": speed})
-
-
-def depth(manipulator: str, value: float, speed: float) -> str:
-    return json.dumps({"ManipulatorId": manipulator, "Depth": value, "Speed": speed})
+        nursery.cancel_scope.cancel()
 
 
 async def position(client: Client, manipulator: str) -> dict[str, float]:

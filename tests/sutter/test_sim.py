@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import struct
-import subprocess
-import sys
 import tty
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +15,7 @@ import trio
 from drivers.base import PlatformOptions
 from drivers.sutter.codec import encode_position, move_body
 from drivers.sutter.sim import SutterSim
-from tests.newscale.test_sim_cli import read_line
+from tests.serial_e2e import simulator_process
 from tests.sutter.conftest import open_drives
 
 
@@ -101,30 +98,20 @@ async def test_a_scripted_session_on_two_drives_breaks_no_rule(
 
 async def test_the_simulator_process_prints_its_pty_and_obeys_stdin(tmp_path: Path) -> None:
     link = tmp_path / "sutter-sim"
-    async with trio.open_nursery() as nursery:
-        run_sim = functools.partial(
-            trio.run_process,
-            [sys.executable, "-m", "drivers.sutter.sim", "--link", str(link), "--drives", "1,4"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            check=False,
-        )
-        process: trio.Process = await nursery.start(run_sim)
-        assert process.stdin is not None and process.stdout is not None
-        buf = bytearray()
-        assert await read_line(process.stdout, buf) == f"PTY {link}"
+    async with simulator_process("drivers.sutter.sim", link, "--drives", "1,4") as process:
+        assert await process.line() == f"PTY {link}"
         async with trio.open_nursery() as inner:
             _, drives = await open_drives(inner, PlatformOptions(serial_ports=(str(link),)))
             assert [d.id for d in drives] == ["1", "4"]
             assert await drives[1].position() == pytest.approx((12.5, 12.5, 12.5, 12.5))
             inner.cancel_scope.cancel()
-        await process.stdin.send_all(b"violations\n")
-        assert await read_line(process.stdout, buf) == "VIOLATIONS 0"
-        await process.stdin.send_all(b"close\n")
+        await process.command("violations")
+        assert await process.line() == "VIOLATIONS 0"
+        await process.command("close")
         await trio.sleep(0.2)
         assert not link.exists()
-        await process.stdin.send_all(b"reopen\n")
-        assert await read_line(process.stdout, buf) == f"PTY {link}"
-        await process.stdin.send_all(b"quit\n")
+        await process.command("reopen")
+        assert await process.line() == f"PTY {link}"
+        await process.command("quit")
         with trio.fail_after(5):
-            assert await process.wait() == 0
+            assert await process.process.wait() == 0
