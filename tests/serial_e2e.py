@@ -1,6 +1,6 @@
 """What the serial platforms' tests share: a simulator's command line as ``make run``
-starts it, and a real ``ephysd`` driven by a python-socketio client the way
-Pinpoint drives it.
+starts it, faults injected while a move runs, and a real ``ephysd`` driven by a
+python-socketio client the way Pinpoint drives it.
 
 The client (``tests/daemon/clients/line_client.py``) runs in its own process,
 since pytest runs Trio and python-socketio needs asyncio; it takes one request
@@ -14,7 +14,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import trio
 
-from drivers.base import DeviceLost, Manipulator
+from drivers.base import DeviceLost, Manipulator, Vector
+from drivers.pty_sim import PtyDevice
 
 CLIENT = Path(__file__).parent / "daemon" / "clients" / "line_client.py"
 LISTENING = re.compile(rb"listening on (http://127\.0\.0\.1:\d+)")
@@ -79,6 +80,37 @@ async def until_lost(device: Manipulator) -> None:
         while True:
             await device.position()
             await trio.sleep(0.01)
+
+
+async def unplug_and_replug(sim: PtyDevice, device: Manipulator, timeout_s: float) -> Vector:
+    """Pull ``sim``'s cable, see ``device`` lost and its reopening refused while unplugged
+    (the actor backs off and retries), plug it back and reopen within ``timeout_s``.
+
+    Returns the position ``device`` reads then.
+    """
+    sim.close_device()
+    with pytest.raises(DeviceLost):
+        await device.position()
+    with trio.fail_after(1), pytest.raises(DeviceLost, match="cannot open"):
+        await device.open()
+    sim.reopen_device()
+    with trio.fail_after(timeout_s):
+        await sim.wait_open()
+        await device.open()
+        return await device.position()
+
+
+@asynccontextmanager
+async def fault_after(delay_s: float, fault: Callable[[], object]) -> AsyncIterator[None]:
+    """Inject ``fault`` (pull the cable, drop a reply, ...) ``delay_s`` into the block."""
+
+    async def inject() -> None:
+        await trio.sleep(delay_s)
+        fault()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(inject)
+        yield
 
 
 # --- the daemon and a Socket.IO client ----------------------------------------------

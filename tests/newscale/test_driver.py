@@ -10,6 +10,7 @@ from drivers.base import DeviceError, Vector
 from drivers.newscale.codec import encode_bridge, select_stage
 from drivers.newscale.driver import NewScaleManipulator
 from drivers.newscale.sim import NewScaleSim
+from tests.serial_e2e import fault_after
 
 HALT = b"<03>\r"
 STATUS = b"<10>\r"
@@ -211,12 +212,10 @@ async def test_halt_goes_ahead_of_queued_position_reads(
 async def test_stalled_stage_fails_the_move_and_halts(
     sim: NewScaleSim, manipulator: NewScaleManipulator
 ) -> None:
-    async def stall_soon() -> None:
-        await trio.sleep(0.1)
+    def stall() -> None:
         sim.stages[2].stalled = True
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stall_soon)
+    async with fault_after(0.1, stall):
         with pytest.raises(DeviceError, match="stage 02 stalled"):
             await manipulator.move_to(vec(7.5, 7.5, 3.0, 0.0), 1.0)
     assert sim.stages_that_received(HALT) == {1, 2, 3}

@@ -20,6 +20,7 @@ from drivers.newscale.driver import (
 from drivers.newscale.sim import NewScaleSim
 from drivers.newscale.transport import IN_FLIGHT_GRACE_S, REPLY_TIMEOUT_S
 from ephysd.actor import ActorLimits
+from tests.serial_e2e import fault_after, unplug_and_replug
 
 FAR: Vector = (1.0, 1.0, 1.0, 0.0)
 
@@ -27,13 +28,7 @@ FAR: Vector = (1.0, 1.0, 1.0, 0.0)
 async def test_device_vanishing_mid_move_is_device_lost_within_one_second(
     sim: NewScaleSim, manipulator: NewScaleManipulator
 ) -> None:
-    async def pull_cable() -> None:
-        await trio.sleep(0.2)
-        sim.close_device()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(pull_cable)
-        await trio.sleep(0.15)
+    async with fault_after(0.05, sim.close_device):
         with trio.fail_after(1.2), pytest.raises(DeviceLost, match=r"gone|not open"):
             await manipulator.move_to(FAR, 1.0)
 
@@ -50,16 +45,7 @@ async def test_reads_after_the_device_vanished_fail_at_once_with_device_lost(
 async def test_manipulator_recovers_by_reopening_when_the_device_comes_back(
     sim: NewScaleSim, manipulator: NewScaleManipulator
 ) -> None:
-    sim.close_device()
-    with pytest.raises(DeviceLost):
-        await manipulator.position()
-    with trio.fail_after(1), pytest.raises(DeviceLost, match="cannot open"):
-        await manipulator.open()  # still unplugged: the actor backs off and retries
-    sim.reopen_device()
-    with trio.fail_after(2):
-        await sim.wait_open()
-        await manipulator.open()
-        position = await manipulator.position()
+    position = await unplug_and_replug(sim, manipulator, timeout_s=2)
     assert np.allclose(position, [7.5, 7.5, 7.5, 7.5])
     assert sim.raw_frames()[0] == encode_bridge("01")  # a fresh handshake on the new pty
     assert all(s.host_control and s.closed_loop for s in sim.stages.values())
@@ -87,13 +73,7 @@ async def test_dropped_reply_is_an_error_within_the_timeout_and_the_next_command
 async def test_dropped_reply_during_a_move_fails_the_move_quickly_and_halts(
     sim: NewScaleSim, manipulator: NewScaleManipulator
 ) -> None:
-    async with trio.open_nursery() as nursery:
-
-        async def drop_soon() -> None:
-            await trio.sleep(0.1)
-            sim.drop_next_reply()
-
-        nursery.start_soon(drop_soon)
+    async with fault_after(0.1, sim.drop_next_reply):
         with trio.fail_after(1), pytest.raises(DeviceError, match="no reply"):
             await manipulator.move_to(FAR, 1.0)
     assert sim.stages_that_received(b"<03>\r") == {1, 2, 3}
@@ -148,12 +128,10 @@ async def test_a_port_opened_by_another_process_is_refused(
 async def test_halt_still_reaches_the_other_stages_when_one_stage_stops_answering(
     sim: NewScaleSim, manipulator: NewScaleManipulator
 ) -> None:
-    async def mute_soon() -> None:
-        await trio.sleep(0.2)
+    def mute() -> None:
         sim.stages[1].mute = True
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(mute_soon)
+    async with fault_after(0.2, mute):
         with trio.fail_after(1), pytest.raises(DeviceError, match="no reply"):
             await manipulator.move_to(FAR, 1.0)
     assert {2, 3} <= sim.stages_that_received(b"<03>\r")
@@ -163,12 +141,10 @@ async def test_halt_still_reaches_the_other_stages_when_one_stage_stops_answerin
 async def test_stage_losing_host_control_mid_move_halts_the_other_stages(
     sim: NewScaleSim, manipulator: NewScaleManipulator
 ) -> None:
-    async def power_cycle_soon() -> None:
-        await trio.sleep(0.2)
+    def power_cycle() -> None:
         sim.stages[2].host_control = False
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(power_cycle_soon)
+    async with fault_after(0.2, power_cycle):
         with trio.fail_after(1), pytest.raises(DeviceLost, match="host control"):
             await manipulator.move_to(FAR, 1.0)
     assert {1, 3} <= sim.stages_that_received(b"<03>\r")

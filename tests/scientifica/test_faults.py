@@ -11,6 +11,7 @@ from drivers.base import DeviceError, DeviceLost, Vector
 from drivers.scientifica.driver import ScientificaManipulator
 from drivers.scientifica.protocol import ControllerError
 from drivers.scientifica.sim import ScientificaSim
+from tests.serial_e2e import fault_after, unplug_and_replug
 
 ZERO: Vector = (10.0, 10.0, 10.0, 10.0)
 FAR: Vector = (10.0, 15.0, 10.0, 0.0)
@@ -64,12 +65,10 @@ async def test_a_reply_missing_twice_means_the_controller_is_silent_device_lost_
 async def test_a_controller_going_silent_mid_move_is_device_lost_within_a_second(
     sim: ScientificaSim, manipulator: ScientificaManipulator
 ) -> None:
-    async def go_silent() -> None:
-        await trio.sleep(0.3)
+    def go_silent() -> None:
         sim.silent = True
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(go_silent)
+    async with fault_after(0.3, go_silent):
         with trio.fail_after(2.5), pytest.raises(DeviceLost, match="silent"):
             await manipulator.move_to(FAR, 1.0)
     assert "STOP" in sim.commands()  # it was told to stop anyway, in case it still hears
@@ -78,12 +77,7 @@ async def test_a_controller_going_silent_mid_move_is_device_lost_within_a_second
 async def test_the_cable_pulled_mid_move_is_device_lost_at_once_and_reads_fail_fast(
     sim: ScientificaSim, manipulator: ScientificaManipulator
 ) -> None:
-    async def pull_cable() -> None:
-        await trio.sleep(0.3)
-        sim.close_device()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(pull_cable)
+    async with fault_after(0.3, sim.close_device):
         with trio.fail_after(1), pytest.raises(DeviceLost, match=r"gone|not open"):
             await manipulator.move_to(FAR, 1.0)
     for _ in range(2):
@@ -95,16 +89,8 @@ async def test_the_manipulator_comes_back_by_reopening_when_the_port_returns(
     sim: ScientificaSim, manipulator: ScientificaManipulator
 ) -> None:
     await manipulator.move_to((10.2, 10.0, 10.0, 0.0), 2.0)
-    sim.close_device()
-    with pytest.raises(DeviceLost):
-        await manipulator.position()
-    with trio.fail_after(1), pytest.raises(DeviceLost, match="cannot open"):
-        await manipulator.open()  # still unplugged: the actor backs off and retries
-    sim.reopen_device()
-    with trio.fail_after(5):
-        await sim.wait_open()
-        await manipulator.open()
-        assert await manipulator.position() == pytest.approx((10.2, 10.0, 10.0, 10.0))
+    position = await unplug_and_replug(sim, manipulator, timeout_s=5)
+    assert position == pytest.approx((10.2, 10.0, 10.0, 10.0))
 
 
 async def test_a_port_that_does_not_exist_is_device_lost(tmp_path: Path) -> None:
