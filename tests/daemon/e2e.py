@@ -149,6 +149,17 @@ async def read_until(stream: trio.abc.ReceiveStream, marker: bytes) -> bytes:
     return seen
 
 
+async def run_as_shown(command: str) -> subprocess.CompletedProcess[bytes]:
+    """A command the daemon's banner shows, run as its reader would: by bash, in the checkout."""
+    return await trio.run_process(
+        ["bash", "-c", command],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        cwd=REPO,
+    )
+
+
 async def devrig_example(*args: str) -> tuple[str, subprocess.CompletedProcess[bytes], int | None]:
     """``python -m ephysd.devrig *args``: run the command its banner shows (from the
     checkout, as ``make run``'s user would), then Ctrl-C it.
@@ -169,13 +180,7 @@ async def devrig_example(*args: str) -> tuple[str, subprocess.CompletedProcess[b
                 for line in text.splitlines()
                 if line.strip().startswith(".venv/bin/python ")
             )
-            done = await trio.run_process(
-                ["bash", "-c", command],
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-                cwd=REPO,
-            )
+            done = await run_as_shown(command)
         finally:
             process.send_signal(signal.SIGINT)
             with trio.move_on_after(10):

@@ -11,7 +11,7 @@ from drivers.base import PlatformOptions
 from drivers.fake import FakePlatform
 from ephysd import platforms
 from ephysd.platforms import PLATFORM_NAMES, PlatformUnavailable, create_platform
-from tests.daemon.e2e import REPO, devrig_example
+from tests.daemon.e2e import devrig_example, run_as_shown
 
 
 def test_every_cli_platform_name_has_a_driver_module() -> None:
@@ -66,13 +66,7 @@ async def test_the_devrig_example_command_works() -> None:
     async with running_daemon() as daemon:
         command = example_command(url_of(daemon))
         with trio.fail_after(30):
-            done = await trio.run_process(
-                ["bash", "-c", command],
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-                cwd=REPO,
-            )
+            done = await run_as_shown(command)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().splitlines() == [
         '{"Manipulators":["0","1","2","3","4","5","6","7"],"Error":""}',
