@@ -145,6 +145,25 @@ async def socketio_session(url: str) -> AsyncIterator[RawSocketIO]:
         nursery.cancel_scope.cancel()
 
 
+@contextlib.asynccontextmanager
+async def daemon_session(flags: Sequence[str]) -> AsyncIterator[tuple[trio.Process, RawSocketIO]]:
+    """``ephysd *flags`` and one Socket.IO session to it; the end of the daemon's log goes
+    to stderr if the block fails."""
+    async with trio.open_nursery() as nursery:
+        daemon_log: list[bytes] = []
+        daemon, url = await start_daemon(nursery, flags, daemon_log)
+        try:
+            async with socketio_session(url) as client:
+                yield daemon, client
+        except BaseException:
+            sys.stderr.write(b"".join(daemon_log).decode(errors="replace")[-3000:])
+            raise
+        daemon.terminate()
+        with trio.move_on_after(5):
+            await daemon.wait()
+        nursery.cancel_scope.cancel()
+
+
 def process_cpu_s(pid: int) -> float:
     """User + system CPU of a process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

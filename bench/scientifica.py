@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import trio
 from _serial import (
     WireClock,
+    daemon_session,
     driver_stops,
     latency_summary,
     open_and_read,
@@ -44,9 +44,7 @@ from _serial import (
     serial_bench_arguments,
     simulators,
     socketio_reads,
-    socketio_session,
     socketio_stops,
-    start_daemon,
 )
 
 from drivers.base import Vector
@@ -92,36 +90,27 @@ async def through_the_daemon(stops: int, workdir: Path) -> None:
     sim = ScientificaSim(link=str(workdir / "scientifica-daemon"))
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.run)
-        daemon_log: list[bytes] = []
         flags = ["--platform", "scientifica", "--port", sim.path]
-        daemon, url = await start_daemon(nursery, flags, daemon_log)
-        try:
-            async with socketio_session(url) as client:
-                cpu0 = process_cpu_s(daemon.pid)
-                rate = await socketio_reads(client, "1", READS_VIA_DAEMON)
-                cpu = process_cpu_s(daemon.pid) - cpu0
-                print(
-                    f"via ephysd + Socket.IO: {rate:.0f} get_position/s one in flight; daemon CPU"
-                    f" {cpu / READS_VIA_DAEMON * 1000:.3f} ms per serial transaction"
-                    " (Socket.IO + actor + driver, one P per read)"
-                )
-                latencies = await socketio_stops(
-                    client,
-                    stops,
-                    move=functools.partial(_far_move, "1"),
-                    halts=lambda: [r.time for r in sim.received if r.word == "STOP"],
-                )
-        except BaseException:
-            sys.stderr.write(b"".join(daemon_log).decode(errors="replace")[-3000:])
-            raise
+        async with daemon_session(flags) as (daemon, client):
+            cpu0 = process_cpu_s(daemon.pid)
+            rate = await socketio_reads(client, "1", READS_VIA_DAEMON)
+            cpu = process_cpu_s(daemon.pid) - cpu0
+            print(
+                f"via ephysd + Socket.IO: {rate:.0f} get_position/s one in flight; daemon CPU"
+                f" {cpu / READS_VIA_DAEMON * 1000:.3f} ms per serial transaction"
+                " (Socket.IO + actor + driver, one P per read)"
+            )
+            latencies = await socketio_stops(
+                client,
+                stops,
+                move=functools.partial(_far_move, "1"),
+                halts=lambda: [r.time for r in sim.received if r.word == "STOP"],
+            )
         print(
             latency_summary(
                 "via ephysd + Socket.IO: stop sent -> STOP read by the simulator", latencies
             )
         )
-        daemon.terminate()
-        with trio.move_on_after(5):
-            await daemon.wait()
         nursery.cancel_scope.cancel()
 
 

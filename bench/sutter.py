@@ -32,14 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import trio
 from _common import percentile
-from _serial import RawSocketIO, simulators, socketio_session, start_daemon
+from _serial import RawSocketIO, daemon_session, simulators
 
 from drivers.base import PlatformOptions
 from drivers.sutter.drive import SutterDrive
@@ -111,19 +110,8 @@ async def daemon_stops(stops: int, workdir: Path) -> None:
     sim = SutterSim(link=str(workdir / "sutter-daemon"), drives=(1, 2))
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.run)
-        daemon_log: list[bytes] = []
-        daemon, url = await start_daemon(
-            nursery, ["--platform", "sutter", "--port", sim.path], daemon_log
-        )
-        try:
-            async with socketio_session(url) as client:
-                results = await _stop_loop(sim, client, stops)
-        except BaseException:
-            sys.stderr.write(b"".join(daemon_log).decode(errors="replace")[-3000:])
-            raise
-        daemon.terminate()
-        with trio.move_on_after(5):
-            await daemon.wait()
+        async with daemon_session(["--platform", "sutter", "--port", sim.path]) as (_, client):
+            results = await _stop_loop(sim, client, stops)
         nursery.cancel_scope.cancel()
     assert not sim.violations, sim.violations
     for kind, values in results.items():
