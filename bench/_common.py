@@ -238,6 +238,12 @@ def pin_client(cpu: int | None) -> None:
             os.sched_setaffinity(0, {cpu})
 
 
+def ephysd_fake_argv(port: int) -> list[str]:
+    """``ephysd --platform fake`` on ``port`` with no config file: the defaults a rig gets."""
+    argv = [sys.executable, "-m", "ephysd.cli", "--platform", "fake"]
+    return [*argv, "--listen", f"127.0.0.1:{port}"]
+
+
 def servers_argv(kind: str, port: int, *extra: str) -> list[str]:
     """argv of one of the helper servers in bench/_servers.py, on the bench's interpreter."""
     return [sys.executable, str(SERVERS_SCRIPT), kind, "--port", str(port), *extra]

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import statistics
 import subprocess
 import sys
@@ -162,12 +161,6 @@ async def daemon_session(flags: Sequence[str]) -> AsyncIterator[tuple[trio.Proce
         with trio.move_on_after(5):
             await daemon.wait()
         nursery.cancel_scope.cancel()
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def drain(stream: trio.abc.ReceiveStream, keep: list[bytes]) -> None:

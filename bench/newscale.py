@@ -32,13 +32,13 @@ import tempfile
 from pathlib import Path
 
 import trio
+from _common import cpu_seconds
 from _serial import (
     WireClock,
     daemon_session,
     driver_stops,
     latency_summary,
     open_and_read,
-    process_cpu_s,
     serial_bench_arguments,
     simulators,
     socketio_reads,
@@ -92,9 +92,9 @@ async def through_the_daemon(stops: int, workdir: Path) -> None:
         await nursery.start(sim.run)
         flags = ["--platform", "newscale", "--port", sim.path]
         async with daemon_session(flags) as (daemon, client):
-            cpu0 = process_cpu_s(daemon.pid)
+            cpu0 = cpu_seconds(daemon.pid)
             rate = await socketio_reads(client, "1", READS_VIA_DAEMON)
-            cpu = process_cpu_s(daemon.pid) - cpu0
+            cpu = cpu_seconds(daemon.pid) - cpu0
             transactions = READS_VIA_DAEMON * TRANSACTIONS_PER_READ
             print(
                 f"via ephysd + Socket.IO: {rate:.0f} get_position/s one in flight; "

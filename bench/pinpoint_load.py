@@ -38,6 +38,7 @@ from _common import (
     BenchError,
     ServerSpec,
     cpu_seconds,
+    ephysd_fake_argv,
     free_port,
     machine_conditions,
     make_log_dir,
@@ -136,11 +137,7 @@ async def measure(
 
 
 def spec_for(kind: str, port: int) -> ServerSpec:
-    if kind == "ephysd":
-        argv = [sys.executable, "-m", "ephysd.cli", "--platform", "fake"]
-        argv += ["--listen", f"127.0.0.1:{port}"]
-    else:
-        argv = upstream_argv(port)
+    argv = ephysd_fake_argv(port) if kind == "ephysd" else upstream_argv(port)
     return ServerSpec(SERVERS[kind], argv, port, env=SERVER_ENV)
 
 

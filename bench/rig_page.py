@@ -42,6 +42,7 @@ from _common import (
     BenchError,
     ServerSpec,
     cpu_seconds,
+    ephysd_fake_argv,
     free_port,
     machine_conditions,
     make_log_dir,
@@ -225,9 +226,7 @@ def main(argv: list[str]) -> int:
     if not (1 <= args.seconds <= 120 and 1 <= args.rounds <= 20 and 1 <= args.observers <= 64):
         parser.error("--seconds 1..120, --rounds 1..20, --observers 1..64")
     port = free_port()
-    argv_ = [sys.executable, "-m", "ephysd.cli", "--platform", "fake"]
-    argv_ += ["--listen", f"127.0.0.1:{port}"]  # default settings, as Pinpoint meets them
-    spec = ServerSpec("ephysd (fake)", argv_, port)
+    spec = ServerSpec("ephysd (fake)", ephysd_fake_argv(port), port)
     print(f"rig_page: {machine_conditions()}")
     print(
         f"8 manipulators moving at {MOVE_SPEED} mm/s; {args.observers} observers vs none;"

@@ -37,6 +37,7 @@ from _common import (
     REPLY_TIMEOUT_S,
     BenchError,
     ServerSpec,
+    ephysd_fake_argv,
     free_port,
     machine_conditions,
     make_log_dir,
@@ -150,9 +151,7 @@ def main(argv: list[str]) -> int:
     if not 1 <= args.stops <= 10_000:
         parser.error("--stops must be 1..10000")
     port = free_port()
-    argv_ = [sys.executable, "-m", "ephysd.cli", "--platform", "fake"]
-    argv_ += ["--listen", f"127.0.0.1:{port}"]
-    spec = ServerSpec("ephysd (fake)", argv_, port)
+    spec = ServerSpec("ephysd (fake)", ephysd_fake_argv(port), port)
     try:
         with running(spec, make_log_dir()):
             figures = asyncio.run(measure(port, args.stops))
