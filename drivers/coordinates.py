@@ -16,10 +16,21 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from drivers.base import Vector
+from drivers.base import DeviceError, Vector
 
 NativeArray = npt.NDArray[np.float64]
 """Native coordinates in a driver, one entry per native axis (mm or the device's unit)."""
+
+
+def checked_target(target: Vector) -> NativeArray:
+    """A move's ``target`` as numpy; DeviceError unless it is 4 numbers, x, y and z finite.
+
+    w is left unchecked: a 3-axis platform ignores it.
+    """
+    unified = np.asarray(target, dtype=np.float64)
+    if unified.shape != (4,) or not np.all(np.isfinite(unified[:3])):
+        raise DeviceError(f"target must be 4 finite numbers in mm, got {target!r}")
+    return unified
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import trio
 
 from drivers.base import DeviceError, DeviceLost, Manipulator, Vector
-from drivers.coordinates import AxisMap
+from drivers.coordinates import AxisMap, checked_target
 from drivers.halting import halt_shielded
 from drivers.newscale.codec import (
     COUNTS_PER_MM,
@@ -232,9 +232,7 @@ class NewScaleManipulator(Manipulator):
     # --- moves --------------------------------------------------------------
 
     async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
-        unified = np.asarray(target, dtype=np.float64)
-        if unified.shape != (4,) or not np.all(np.isfinite(unified[:3])):
-            raise DeviceError(f"target must be 4 finite numbers in mm, got {target!r}")
+        unified = checked_target(target)
         native = AXIS_MAP.to_native(unified, len(STAGES))
         targets = {a: self._counts_within_travel(native[i], a) for i, a in enumerate(STAGES)}
         states = await self._move(targets, self._registers(speed_mm_s, targets))

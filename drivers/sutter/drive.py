@@ -19,7 +19,7 @@ import numpy as np
 import trio
 
 from drivers.base import DeviceError, Manipulator, Vector
-from drivers.coordinates import AxisMap
+from drivers.coordinates import AxisMap, checked_target
 from drivers.halting import halt_shielded
 from drivers.sutter.bus import BusHandle, SegmentEnd, segment_duration_s
 from drivers.sutter.codec import (
@@ -123,9 +123,7 @@ class SutterDrive(Manipulator):
     # --- moves ------------------------------------------------------------------
 
     async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
-        unified = np.asarray(target, dtype=np.float64)
-        if unified.shape != (4,) or not np.all(np.isfinite(unified[:3])):
-            raise DeviceError(f"target must be 4 finite numbers in mm, got {target!r}")
+        unified = checked_target(target)
         native_mm = self._map.to_native(unified, 3)
         native_mm = np.where(self._inverted, TRAVEL_MM - native_mm, native_mm)
         x, y, z = (
