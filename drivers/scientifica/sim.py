@@ -68,8 +68,6 @@ class Received:
 class ScientificaSim(PtyDevice):
     """One controller; run it with ``await nursery.start(sim.run)``."""
 
-    default_garbage = b"\x00\xff\rgarbage"
-
     def __init__(
         self,
         *,
