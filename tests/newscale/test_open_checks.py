@@ -94,7 +94,7 @@ async def test_the_interval_comes_from_the_stage_not_the_configured_default(
     device = NewScaleManipulator("1", sim.path, default_interval_us=1000.0)
     await device.open()
     assert device.intervals_us == pytest.approx({1: 499.2, 2: 2000.0, 3: 499.2})
-    await device.move_to((7.5, 7.5, 7.45, 0.0), 0.005)  # stage 02 moves 50 um at 5 um/s
+    await device.move_to((7.5, 7.5, 7.495, 0.0), 0.005)  # stage 02 moves 5 um at 5 um/s
     produced_um_s = sim.stages[2].speed_counts_s / 2  # from the registers, on the stage's interval
     assert produced_um_s == pytest.approx(5.0, rel=0.01)
     assert sim.stages[2].registers is not None and sim.stages[2].registers.intervals > 1
@@ -119,7 +119,7 @@ async def test_a_stage_that_does_not_report_its_interval_gets_the_per_bridge_set
         assert "does not report its closed-loop interval" in caplog.text
         assert isinstance(device, NewScaleManipulator)
         assert device.intervals_us == dict.fromkeys((1, 2, 3), 499.2)
-        await device.move_depth(7.49, 0.003)  # 10 um at 3 um/s
+        await device.move_depth(7.497, 0.003)  # 3 um at 3 um/s
         assert sim.stages[3].speed_counts_s / 2 == pytest.approx(3.0, rel=0.01)
         await device.close()
         nursery.cancel_scope.cancel()
