@@ -89,9 +89,9 @@ async def test_another_port_on_the_daemons_host_is_a_foreign_origin(kind: str) -
 async def test_a_client_over_its_budget_is_slowed_down_not_refused_and_stops_overtake(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # One request a second: of four sent at once, the last waits about 3 s.
+    # Two requests a second: of four sent at once, the last waits about 1.5 s.
     caplog.set_level(logging.WARNING, logger="ephysd.security")
-    async with running_daemon(limits=Limits(rate=1, burst=1)) as daemon:
+    async with running_daemon(limits=Limits(rate=2, burst=1)) as daemon:
         steps: list[list[Any]] = [["connect"]]
         steps += [["spawn", "get_version"] for _ in range(4)]
         steps += [["spawn", "stop", "0"], ["spawn", "stop_all"], ["join"]]
