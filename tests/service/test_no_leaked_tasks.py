@@ -61,7 +61,18 @@ async def test_a_thousand_dropped_connections_leave_no_task_or_descriptor() -> N
         async with trio.open_nursery() as clients:
             for worker in range(20):
                 clients.start_soon(churn, worker)
-        await trio.sleep(2)  # abandoned sessions end by ping timeout (0.6 s)
+
+        def settled() -> bool:
+            return (
+                task_count() <= tasks_before
+                and len(os.listdir("/proc/self/fd")) <= fds_before
+                and daemon.policy is not None
+                and daemon.policy.controller is None
+            )
+
+        with trio.move_on_after(2):  # abandoned sessions end by ping timeout (0.6 s)
+            while not settled():  # noqa: ASYNC110
+                await trio.sleep(0.05)
         tasks_after, fds_after = task_count(), len(os.listdir("/proc/self/fd"))
         print(f"tasks {tasks_before} -> {tasks_after}, fds {fds_before} -> {fds_after}")
         assert tasks_after <= tasks_before, (tasks_before, tasks_after)
