@@ -20,10 +20,13 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import trio
-from _common import percentile
+from _common import cpu_seconds, percentile
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from drivers.base import DeviceError, Manipulator, Vector
+from drivers.pty_sim import PtyDevice
+
+READS_VIA_DAEMON = 2000
 
 
 @contextlib.asynccontextmanager
@@ -307,3 +310,36 @@ def serial_bench_arguments(description: str | None) -> argparse.ArgumentParser:
         "--stops-via-daemon", type=int, default=200, help="0 skips the daemon measurement"
     )
     return parser
+
+
+async def through_the_daemon(
+    sim: PtyDevice,
+    platform: str,
+    stops: int,
+    *,
+    transactions_per_read: int,
+    far_move: Callable[[int], str],
+    halt: str,
+    halts: Callable[[], list[float]],
+) -> None:
+    """``ephysd --platform platform`` on ``sim`` (started here), manipulator "1": get_position/s
+    one in flight and the daemon's CPU per serial transaction, then ``stops`` stops, each
+    during the set_position ``far_move(i)``, timed to the simulator reading ``halt``
+    (``halts()``: when it read each so far)."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        flags = ["--platform", platform, "--port", sim.path]
+        async with daemon_session(flags) as (daemon, client):
+            cpu0 = cpu_seconds(daemon.pid)
+            rate = await socketio_reads(client, "1", READS_VIA_DAEMON)
+            cpu = cpu_seconds(daemon.pid) - cpu0
+            transactions = READS_VIA_DAEMON * transactions_per_read
+            print(
+                f"via ephysd + Socket.IO: {rate:.0f} get_position/s one in flight; "
+                f"daemon CPU {cpu / transactions * 1000:.3f} ms per serial transaction "
+                f"(Socket.IO + actor + driver, {transactions_per_read} transaction(s) per read)"
+            )
+            latencies = await socketio_stops(client, stops, far_move, halts)
+        label = f"via ephysd + Socket.IO: stop sent -> {halt} read by the simulator"
+        print(latency_summary(label, latencies))
+        nursery.cancel_scope.cancel()

@@ -26,23 +26,19 @@ target, or the bench fails.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import tempfile
 from pathlib import Path
 
 import trio
-from _common import cpu_seconds
 from _serial import (
     WireClock,
-    daemon_session,
     driver_stops,
     latency_summary,
     open_and_read,
     serial_bench_arguments,
     simulators,
-    socketio_reads,
-    socketio_stops,
+    through_the_daemon,
 )
 
 from drivers.base import Vector
@@ -53,7 +49,6 @@ HALT = b"<03>\r"
 TARGETS: list[Vector] = [(2.0, 7.5, 7.5, 0.0), (13.0, 7.5, 7.5, 0.0)]
 SPEED_MM_S = 3.0
 TRANSACTIONS_PER_READ = 6
-READS_VIA_DAEMON = 2000
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -77,42 +72,26 @@ async def main(args: argparse.Namespace) -> None:
             for device in devices:
                 await device.close()
         if args.stops_via_daemon:
-            await through_the_daemon(args.stops_via_daemon, Path(tmp))
+            await daemon_level(args.stops_via_daemon, Path(tmp))
 
 
-def _far_move(manipulator: str, i: int) -> str:
+def _far_move(i: int) -> str:
     """A set_position that a stop will interrupt: 5.5 mm at 3 mm/s, one way then the other."""
     target = {"x": 2.0 if i % 2 == 0 else 13.0, "y": 7.5, "z": 7.5, "w": 7.5}
-    return json.dumps({"ManipulatorId": manipulator, "Position": target, "Speed": SPEED_MM_S})
+    return json.dumps({"ManipulatorId": "1", "Position": target, "Speed": SPEED_MM_S})
 
 
-async def through_the_daemon(stops: int, workdir: Path) -> None:
+async def daemon_level(stops: int, workdir: Path) -> None:
     sim = NewScaleSim(link=str(workdir / "newscale-daemon"))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sim.run)
-        flags = ["--platform", "newscale", "--port", sim.path]
-        async with daemon_session(flags) as (daemon, client):
-            cpu0 = cpu_seconds(daemon.pid)
-            rate = await socketio_reads(client, "1", READS_VIA_DAEMON)
-            cpu = cpu_seconds(daemon.pid) - cpu0
-            transactions = READS_VIA_DAEMON * TRANSACTIONS_PER_READ
-            print(
-                f"via ephysd + Socket.IO: {rate:.0f} get_position/s one in flight; "
-                f"daemon CPU {cpu / transactions * 1000:.3f} ms per serial transaction "
-                f"(Socket.IO + actor + driver, {TRANSACTIONS_PER_READ} transactions per read)"
-            )
-            latencies = await socketio_stops(
-                client,
-                stops,
-                move=functools.partial(_far_move, "1"),
-                halts=lambda: [r.time for r in sim.received if r.raw == HALT],
-            )
-        print(
-            latency_summary(
-                "via ephysd + Socket.IO: stop sent -> <03> read by the simulator", latencies
-            )
-        )
-        nursery.cancel_scope.cancel()
+    await through_the_daemon(
+        sim,
+        "newscale",
+        stops,
+        transactions_per_read=TRANSACTIONS_PER_READ,
+        far_move=_far_move,
+        halt="<03>",
+        halts=lambda: [r.time for r in sim.received if r.raw == HALT],
+    )
 
 
 if __name__ == "__main__":

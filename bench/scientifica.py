@@ -28,23 +28,19 @@ must say it did not reach the target, or the bench fails.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import tempfile
 from pathlib import Path
 
 import trio
-from _common import cpu_seconds
 from _serial import (
     WireClock,
-    daemon_session,
     driver_stops,
     latency_summary,
     open_and_read,
     serial_bench_arguments,
     simulators,
-    socketio_reads,
-    socketio_stops,
+    through_the_daemon,
 )
 
 from drivers.base import Vector
@@ -53,7 +49,6 @@ from drivers.scientifica.sim import ScientificaSim
 
 STOP = b"STOP\r"
 TARGETS: list[Vector] = [(10.0, 8.0, 10.0, 0.0), (10.0, 12.0, 10.0, 0.0)]
-READS_VIA_DAEMON = 2000
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -77,41 +72,26 @@ async def main(args: argparse.Namespace) -> None:
             for device in devices:
                 await device.close()
         if args.stops_via_daemon:
-            await through_the_daemon(args.stops_via_daemon, Path(tmp))
+            await daemon_level(args.stops_via_daemon, Path(tmp))
 
 
-def _far_move(manipulator: str, i: int) -> str:
+def _far_move(i: int) -> str:
     """A set_position that a stop will interrupt: 2 mm at 1 mm/s, back and forth."""
     target = {"x": 10.0, "y": 8.0 if i % 2 == 0 else 12.0, "z": 10.0, "w": 0.0}
-    return json.dumps({"ManipulatorId": manipulator, "Position": target, "Speed": 1.0})
+    return json.dumps({"ManipulatorId": "1", "Position": target, "Speed": 1.0})
 
 
-async def through_the_daemon(stops: int, workdir: Path) -> None:
+async def daemon_level(stops: int, workdir: Path) -> None:
     sim = ScientificaSim(link=str(workdir / "scientifica-daemon"))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sim.run)
-        flags = ["--platform", "scientifica", "--port", sim.path]
-        async with daemon_session(flags) as (daemon, client):
-            cpu0 = cpu_seconds(daemon.pid)
-            rate = await socketio_reads(client, "1", READS_VIA_DAEMON)
-            cpu = cpu_seconds(daemon.pid) - cpu0
-            print(
-                f"via ephysd + Socket.IO: {rate:.0f} get_position/s one in flight; daemon CPU"
-                f" {cpu / READS_VIA_DAEMON * 1000:.3f} ms per serial transaction"
-                " (Socket.IO + actor + driver, one P per read)"
-            )
-            latencies = await socketio_stops(
-                client,
-                stops,
-                move=functools.partial(_far_move, "1"),
-                halts=lambda: [r.time for r in sim.received if r.word == "STOP"],
-            )
-        print(
-            latency_summary(
-                "via ephysd + Socket.IO: stop sent -> STOP read by the simulator", latencies
-            )
-        )
-        nursery.cancel_scope.cancel()
+    await through_the_daemon(
+        sim,
+        "scientifica",
+        stops,
+        transactions_per_read=1,
+        far_move=_far_move,
+        halt="STOP",
+        halts=lambda: [r.time for r in sim.received if r.word == "STOP"],
+    )
 
 
 if __name__ == "__main__":
