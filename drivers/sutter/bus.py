@@ -496,6 +496,9 @@ class SutterBus:
             self._moving = drive  # no checkpoint since the epoch check: a stop now sees it
             try:
                 interrupted = await self._move(segment, start)
+            except DeviceLost as exc:
+                self._answer_stops(exc)  # no ^C, or no answer to it: the stop is not confirmed
+                raise
             finally:
                 self._moving = None
                 self._answer_stops()
