@@ -315,6 +315,19 @@ async def test_a_slow_move_served_only_every_half_second_is_not_taken_for_a_stal
         assert final == pytest.approx(start_w + 0.015, abs=0.01)
 
 
+async def test_a_move_given_up_as_stalled_is_stopped_before_it_is_answered() -> None:
+    # Parallax 1.5.1-1.15.1 stop polling Pathfinder for good after one poll that
+    # failed: the stage goes on moving while GET serves the same position. The
+    # move ends as stopped short, and the stage must not be left moving behind it.
+    sim = fast_sim("1.15")
+    async with running_rig(sim, ParallaxDialect()) as rig:
+        sim.listener_stopped = True
+        with trio.fail_after(10):
+            await rig.manipulators[VERTICAL].move_to(FAR, 0.05)
+        assert {"move_type": "stop", "stage_sn": VERTICAL} in sim.puts
+        assert not sim.stages[VERTICAL].stage.moving
+
+
 async def test_each_answer_is_read_in_its_own_shape_when_parallax_changes_version() -> None:
     sim = fast_sim("1.5")
     async with running_rig(sim, ParallaxDialect()) as rig:
