@@ -24,9 +24,11 @@ What the bus guarantees, and how:
 - **Every wait is bounded**: replies by the link's deadline, a segment by its
   expected duration plus a margin, after which the drive is interrupted.
 - **The user's drive comes back.** The active drive is shared with the
-  ROE-200's knobs; after ``RESTORE_AFTER_S`` of quiet the bus selects again
-  the drive the user had chosen, and reads ``K`` before working again in case
-  the user chose another one meanwhile.
+  ROE-200's knobs, so the bus selects again the drive the user had chosen
+  as soon as it has nothing to do (only a move keeps its drive between
+  segments, for at most ``RESTORE_AFTER_S``): clients that poll steadily never
+  leave the knobs on a drive they read. It reads ``K`` before leaving the
+  user's drive again, in case the user chose another one meanwhile.
 - **A pulled cable** fails every queued and new request with
   :class:`DeviceLost` at once; the bus reopens the port with backoff and the
   drives' actors reopen through it.
@@ -71,7 +73,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 RESTORE_AFTER_S = 0.3
-"""Quiet time after which the user's ROE-200 drive is selected again."""
+"""How long a moving drive stays active after a segment, waiting for its move's next one,
+before the user's ROE-200 drive is selected again (after anything else: at once)."""
 PAUSE_MARGIN_S = 0.005
 """Added to the manual's 30 ms: 35 ms is what Sutter recommended to pyIVLS, and it leaves
 room for a late scheduler or a USB frame without ever shortening the pause."""
@@ -232,6 +235,9 @@ class SutterBus:
         self._interruptible: trio.CancelScope | None = None
         self._segment_due = False
         """A round of reads was served: the oldest queued segment goes next."""
+        self._restore_at = -math.inf
+        """When an idle bus gives the ROE-200 the user's drive back: at once, or a little
+        after a segment that ran to its end (its move's next segment is due)."""
 
     @property
     def online(self) -> bool:
@@ -391,8 +397,8 @@ class SutterBus:
                     message.reply.resolve(Reply(error=error))
 
     async def _idle(self) -> None:
-        """Wait for work; after a quiet spell give the ROE-200 its drive back."""
-        with trio.move_on_after(RESTORE_AFTER_S):
+        """Wait for work, the ROE-200 back on the user's drive (see ``_restore_at``)."""
+        with trio.move_on_at(self._restore_at):
             self._accept(await self._work.receive())
             return
         try:
@@ -410,9 +416,9 @@ class SutterBus:
             log.debug("%s: drive %d is active again", self.device, self._user_drive)
 
     async def _serve_reads(self) -> None:
-        # The active drive first: its read needs no ``I``, and the last one read stays
-        # active for the next round, so two drives polled together cost 3 transactions, not 4.
-        for drive in sorted(self._reads, key=lambda d: d != self._active):
+        # The active drive first (or the user's, likely active again): its read needs no ``I``.
+        first = self._user_drive if self._active is None else self._active
+        for drive in sorted(self._reads, key=lambda d: d != first):
             readers = self._reads.pop(drive)
             try:
                 position = await self._read(drive)
@@ -443,11 +449,16 @@ class SutterBus:
         self._active = drive
 
     async def _read(self, drive: int) -> USteps:
-        await self._select(drive)
+        if not (self._active is None and drive == self._user_drive):
+            await self._select(drive)
+        # else the user's drive is most likely still active, and C names the active drive:
+        # no K needed to find out.
         reported, position = self._parsed(
             parse_position, await self.link.transact(POSITION, (POSITION_REPLY_LEN,))
         )
-        if reported != drive:
+        if reported == drive:
+            self._active = drive
+        else:
             # Someone turned the ROE-200 to another drive since we selected ours.
             log.info("%s: the ROE-200 switched to drive %d", self.device, reported)
             self._user_drive = self._active = reported
@@ -485,6 +496,9 @@ class SutterBus:
             self._moving = drive  # no checkpoint since the epoch check: a stop now sees it
             try:
                 interrupted = await self._move(segment, start)
+            except DeviceLost as exc:
+                self._answer_stops(exc)  # no ^C, or no answer to it: the stop is not confirmed
+                raise
             finally:
                 self._moving = None
                 self._answer_stops()
@@ -495,6 +509,8 @@ class SutterBus:
         except DeviceError as exc:
             segment.reply.resolve(Reply(error=exc))
             return
+        if not interrupted:  # the move goes on: keep its drive active for the next segment
+            self._restore_at = trio.current_time() + RESTORE_AFTER_S
         segment.reply.resolve(Reply(value=SegmentEnd(position, interrupted)))
 
     async def _move(self, segment: RunSegment, start: USteps) -> bool:

@@ -221,6 +221,32 @@ async def test_the_users_roe_drive_is_active_again_after_work_on_another_drive(
     await until_active(sim, 1)  # ephysd learnt the new choice and gave it back
 
 
+async def polls_that_gave_the_knobs_back(
+    sim: SutterSim, drive: SutterDrive, user_drive: int, rounds: int
+) -> list[bool]:
+    """Read ``drive`` again and again, never leaving the bus quiet for RESTORE_AFTER_S, and
+    note after each read whether the ROE-200 was back on ``user_drive`` before the next."""
+    back = []
+    for _ in range(rounds):
+        await drive.position()
+        with trio.move_on_after(RESTORE_AFTER_S * 0.8):
+            while sim.active != user_drive:  # noqa: ASYNC110
+                await trio.sleep(0.002)
+        back.append(sim.active == user_drive)
+    return back
+
+
+async def test_the_users_roe_drive_comes_back_between_reads_even_under_steady_polling(
+    nursery: trio.Nursery,
+) -> None:
+    sim = SutterSim(drives=(1, 2, 3), user_drive=1)
+    await nursery.start(sim.run)
+    _, (_, two, _) = await open_drives(nursery, PlatformOptions(serial_ports=(sim.path,)))
+    assert all(await polls_that_gave_the_knobs_back(sim, two, 1, 10))
+    sim.turn_knob(3)  # the user turns to drive 3 while ephysd keeps polling drive 2
+    assert all(await polls_that_gave_the_knobs_back(sim, two, 3, 10))
+
+
 async def test_a_stop_in_the_pause_inside_s_completes_the_packet_in_place_so_nothing_moves(
     sim: SutterSim, drives: list[SutterDrive]
 ) -> None:

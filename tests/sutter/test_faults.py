@@ -158,3 +158,33 @@ async def test_a_cable_pulled_while_the_bus_is_idle_fails_the_next_request_as_lo
             except DeviceLost:
                 await trio.sleep(0.1)
     assert await drives[1].position() == pytest.approx((12.5, 12.5, 12.5, 12.5))
+
+
+async def test_a_stop_whose_answer_is_cut_off_by_a_pulled_cable_is_not_reported_as_done(
+    sim: SutterSim, drives: list[SutterDrive]
+) -> None:
+    async def long_move() -> None:
+        with pytest.raises(DeviceLost):
+            await drives[0].move_depth(20.0, 1.0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(long_move)
+        with trio.fail_after(5):
+            while sim.moving != 1:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        sim.silent = True  # the ^C arrives, but its CR never comes back ...
+        halted: list[BaseException | None] = []
+
+        async def halt() -> None:
+            try:
+                await drives[0].halt()
+                halted.append(None)
+            except DeviceError as exc:
+                halted.append(exc)
+
+        nursery.start_soon(halt)
+        with trio.fail_after(5):
+            while not sim.interrupts:  # noqa: ASYNC110
+                await trio.sleep(0.001)
+        sim.close_device()  # ... because the cable is pulled meanwhile
+    assert len(halted) == 1 and isinstance(halted[0], DeviceLost), halted
