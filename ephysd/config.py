@@ -45,8 +45,8 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Largest message or HTTP body accepted from a client, in bytes.
     max_payload: Payload = 65536
     # The request budget of the controller and of each observer: requests per
-    # second, sustained and saved up. A client over it is slowed down, never
-    # refused; stops never wait.
+    # second, sustained and saved up. A client over it is slowed down (refused
+    # only past 32 requests waiting at once); stops never wait.
     rate: Rate = DEFAULT_RATE_PER_S
     burst: Burst = DEFAULT_BURST
     # Read-only clients (the rig page, auth {"role": "observer"}) served next
