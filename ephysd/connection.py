@@ -29,7 +29,7 @@ from typing import Any
 import trio
 
 from ephysd.api import Answer, Api
-from ephysd.config import Settings
+from ephysd.config import Settings, observer_limit
 from ephysd.observers import OBSERVER, Observers, RoleError, client_label, requested_role
 from ephysd.page import serve_page
 from ephysd.security import (
@@ -194,7 +194,7 @@ def build_server(
         access=access,
         rate=settings.limits.rate,
         burst=settings.limits.burst,
-        max_observers=settings.limits.max_observers,
+        max_observers=observer_limit(settings.limits),
         # Requests waiting for budget never take more than half a client's
         # handler slots: the rest read and run its stop at once.
         max_waiting=config.max_concurrent_handlers // 2,

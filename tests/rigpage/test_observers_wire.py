@@ -262,20 +262,15 @@ def test_a_negative_observer_limit_is_a_configuration_error() -> None:
     assert build_settings({"limits": {"max_observers": 0}}, {}).limits.max_observers == 0
 
 
-async def test_an_observers_jackhammer_is_refused_in_the_jackhammer_answers_own_shape() -> None:
-    async with (
-        running_daemon() as daemon,
-        sio_client(port_of(daemon)) as controller,
-        sio_client(port_of(daemon), OBSERVER) as observer,
-    ):
-        request = json.dumps({"ManipulatorId": "99"})
-        unknown = await controller.call("jackhammer", request)
-        refused = await observer.call("jackhammer", request)
-        assert json.loads(refused)["Error"] == READ_ONLY
-        # Key for key and spacing for spacing the API's own jackhammer answer.
-        error = json.loads(unknown)["Error"]
-        assert refused == unknown.replace(json.dumps(error), json.dumps(READ_ONLY))
-        assert await observer.call("abort_jackhammer") == await controller.call("abort_jackhammer")
-        from ephysd.observers import read_only_answer
-
-        assert json.loads(read_only_answer("some_future_event")) == {"error": READ_ONLY}
+async def test_observers_never_take_the_controllers_last_connection() -> None:
+    # Each observer holds an Engine.IO session: as many observers as sessions
+    # would lock Pinpoint out ("Server full"), so one session stays free for it.
+    limits = Limits(max_connections=3, max_observers=8)
+    async with running_daemon(limits=limits) as daemon, AsyncExitStack() as stack:
+        for _ in range(2):
+            await stack.enter_async_context(sio_client(port_of(daemon), OBSERVER))
+        with pytest.raises(Refused, match=r"Too many observers \(2 already watch this rig\)"):
+            async with sio_client(port_of(daemon), OBSERVER):
+                pass
+        controller = await stack.enter_async_context(sio_client(port_of(daemon)))
+        assert daemon.policy is not None and daemon.policy.controller == controller.sid
