@@ -274,3 +274,39 @@ async def test_observers_never_take_the_controllers_last_connection() -> None:
                 pass
         controller = await stack.enter_async_context(sio_client(port_of(daemon)))
         assert daemon.policy is not None and daemon.policy.controller == controller.sid
+
+
+async def test_an_observers_abort_jackhammer_ends_the_controllers_closed_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    platform = FakePlatform()
+    caplog.set_level(logging.INFO, logger="ephysd.observers")
+    endless = json.dumps(
+        {"ManipulatorId": "3", "ClosedLoop": True, "TargetUm": 10_000, "MaxIterations": 200}
+    )
+    async with (
+        running_daemon(platform) as daemon,
+        sio_client(port_of(daemon)) as controller,
+        sio_client(port_of(daemon), {"role": "observer", "name": "rig page"}) as observer,
+        trio.open_nursery() as nursery,
+    ):
+        send, answer = trio.open_memory_channel[Any](1)
+
+        async def hammer() -> None:
+            await send.send(await controller.call("jackhammer", endless))
+
+        nursery.start_soon(hammer)
+        await trio.sleep(0.5)
+        assert await observer.call("abort_jackhammer") == '{"success": true}'
+        with trio.fail_after(5):
+            hammered = json.loads(await answer.receive())
+    assert hammered["StopReason"] == "aborted"
+    assert hammered["Error"] == ""
+    assert 1 <= hammered["IterationsUsed"] < 200
+    assert platform.manipulators[3].halts >= 1
+    pressed = [r.getMessage() for r in caplog.records if "pressed by" in r.getMessage()]
+    assert len(pressed) == 1
+    assert pressed[0].startswith(
+        f"abort_jackhammer pressed by observer {observer.sid} at 127.0.0.1:"
+    )
+    assert pressed[0].endswith("(rig page)")
