@@ -310,3 +310,38 @@ async def test_an_observers_abort_jackhammer_ends_the_controllers_closed_loop(
         f"abort_jackhammer pressed by observer {observer.sid} at 127.0.0.1:"
     )
     assert pressed[0].endswith("(rig page)")
+
+
+async def test_an_observer_has_a_budget_of_its_own_and_its_stops_never_wait() -> None:
+    # One request every 2 s each: the observer's three reads sent at once are
+    # served over about 4 s, its stop_all at once, and the controller's own
+    # budget is untouched by them.
+    async with (
+        running_daemon(limits=Limits(rate=0.5, burst=1)) as daemon,
+        sio_client(port_of(daemon)) as controller,
+        sio_client(port_of(daemon), OBSERVER) as observer,
+        trio.open_nursery() as nursery,
+    ):
+        order: list[tuple[str, str]] = []
+
+        async def call(who: str, client: SioClient, event: str) -> None:
+            order.append((f"{who} {event}", await client.call(event)))
+
+        for _ in range(3):
+            nursery.start_soon(call, "observer", observer, "get_version")
+        await trio.sleep(0.2)
+        nursery.start_soon(call, "observer", observer, "stop_all")
+        await trio.sleep(0.2)
+        nursery.start_soon(call, "controller", controller, "get_version")
+    assert [who for who, _ in order] == [
+        "observer get_version",
+        "observer stop_all",
+        "controller get_version",
+        "observer get_version",
+        "observer get_version",
+    ]
+    assert [answer for _, answer in order] == [
+        EPHYS_LINK_API_VERSION,
+        "",
+        *[EPHYS_LINK_API_VERSION] * 3,
+    ]
