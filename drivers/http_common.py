@@ -465,7 +465,7 @@ class HttpManipulator(Manipulator):
         return float(self._unified(final)[3])
 
     async def _wait(self, arrived: Done, limit_s: float, halts: int) -> ProbeState:
-        """Until arrived, halted, or stalled; bounded by ``limit_s``.
+        """Until arrived, halted, or stalled (then stopped); bounded by ``limit_s``.
 
         A stall is the served position unchanged for STALL_POLLS polls and the
         dialect's ``still_s``: the vendor may take a refresh or two to show
@@ -492,6 +492,11 @@ class HttpManipulator(Manipulator):
                             self._poller.name,
                             self.id,
                         )
+                        # Stood still as served, which need not mean still: a vendor
+                        # whose own view froze (Parallax 1.5-1.15 stops polling after
+                        # one failure) serves a moving stage as still. Nothing may
+                        # keep moving once the move has been answered.
+                        await self._stop_shielded()
                         return probe
         except trio.TooSlowError:
             raise DeviceError(

@@ -124,6 +124,10 @@ class ParallaxSim(HttpSim):
         command (a stop too) is logged and dropped, answered 200."""
         self.get_error: str | None = None
         """1.16 on: GET raises inside and answers 500 with this message."""
+        self.listener_stopped = False
+        """The listener no longer reads Pathfinder, so GET serves the same positions
+        while the stages move: 1.5.1-1.15.1 stop their polling timer for good after
+        one poll that raised (Pathfinder not answering once is enough)."""
         self.dropped: list[str] = []
         """What Parallax logged for each command it dropped."""
         self.max_puts_at_once = 0
@@ -149,7 +153,8 @@ class ParallaxSim(HttpSim):
     async def _listen(self) -> None:
         while True:
             await trio.sleep(self._period)
-            self._poll()
+            if not self.listener_stopped:
+                self._poll()
 
     def _poll(self, *, first: bool = False) -> None:
         self.polls += 1

@@ -113,6 +113,22 @@ def test_null_or_missing_values_take_upstream_defaults_and_angles_pass_unrounded
         assert known.move_refusal == known.depth_refusal == ""
 
 
+def test_globals_of_a_stage_parallax_says_is_not_calibrated_are_stale_and_refuse_a_move() -> None:
+    # Parallax 1.15.1 and 1.16 update a stage's globals only while it is calibrated,
+    # so without calibration they may be the last ones, served beside a false flag.
+    flat = b'{"SN1": {"relative_X": 0, "global_X": 1, "global_Y": 2, "global_Z": 3,'
+    flat += b' "stage_Z": 4, "is_calibrated": false}}'
+    nested = b'{"status": "success", "selected_sn": null, "probes": {"SN1": {"obj":'
+    nested += b' {"stage_x_global": 1000, "stage_y_global": 2000, "stage_z_global": 3000,'
+    nested += b' "stage_z": 4000}, "is_calib": false, "calib_info": null}}}'
+    for body in (flat, nested):
+        state = ParallaxDialect().parse_state(body)["SN1"]
+        assert isinstance(state, ProbeState)
+        assert "no calibration" in state.move_refusal
+        assert state.depth_refusal == ""
+        assert state.native_mm[5] == 4.0
+
+
 def test_w_is_what_the_pathfinder_mpm_platform_reports_for_the_same_stage() -> None:
     stage_z = 4.25  # Pathfinder's Stage_Z; Parallax's own z is 15 - Stage_Z
     probe = (
@@ -313,6 +329,19 @@ async def test_a_slow_move_served_only_every_half_second_is_not_taken_for_a_stal
         with trio.fail_after(20):
             final = await manipulator.move_depth(start_w + 0.015, 0.0036)
         assert final == pytest.approx(start_w + 0.015, abs=0.01)
+
+
+async def test_a_move_given_up_as_stalled_is_stopped_before_it_is_answered() -> None:
+    # Parallax 1.5.1-1.15.1 stop polling Pathfinder for good after one poll that
+    # failed: the stage goes on moving while GET serves the same position. The
+    # move ends as stopped short, and the stage must not be left moving behind it.
+    sim = fast_sim("1.15")
+    async with running_rig(sim, ParallaxDialect()) as rig:
+        sim.listener_stopped = True
+        with trio.fail_after(10):
+            await rig.manipulators[VERTICAL].move_to(FAR, 0.05)
+        assert {"move_type": "stop", "stage_sn": VERTICAL} in sim.puts
+        assert not sim.stages[VERTICAL].stage.moving
 
 
 async def test_each_answer_is_read_in_its_own_shape_when_parallax_changes_version() -> None:
