@@ -182,3 +182,23 @@ async def test_a_port_list_on_a_platform_without_ports_is_a_warning_for_both(
         assert "port is ignored: platform fake takes no serial ports" in daemon.output()
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait_exit(10) == 0
+
+
+async def test_more_observers_than_connections_allow_is_a_warning_for_both(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "ephysd.toml"
+    config.write_text('listen = "127.0.0.1:0"\n[limits]\nmax_connections = 4\n')
+    warning = (
+        "limits.max_observers 8 lowered to 3: limits.max_connections 4 must leave the"
+        " controller one"
+    )
+    check = await run("-m", "ephysd", "check", "--config", str(config))
+    assert check.status == 0, check
+    assert f"WARN  configuration: {warning}" in check.stdout.splitlines()
+
+    async with run_daemon(tmp_path, config.read_text()) as daemon:
+        await daemon.wait_listening(30)
+        assert warning in daemon.output()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait_exit(10) == 0
