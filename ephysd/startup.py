@@ -75,6 +75,12 @@ def ignored_settings(settings: Settings) -> tuple[str, ...]:
     ignored: list[str] = []
     if settings.port and settings.platform not in SERIAL_PLATFORMS:
         ignored.append(f"port is ignored: platform {settings.platform} takes no serial ports")
+    if settings.manipulators and settings.platform not in SERIAL_PLATFORMS:
+        names = ", ".join(sorted(settings.manipulators))
+        ignored.append(
+            f"[manipulators] tables ({names}) are ignored: platform {settings.platform}"
+            " takes no per-manipulator settings"
+        )
     limits = settings.limits
     observers = observer_limit(limits)
     if observers < limits.max_observers:
