@@ -37,7 +37,8 @@ SUBCOMMANDS = {"ports": "ephysd.ports", "check": "ephysd.check"}
 DESCRIPTION = "Drive electrophysiology manipulators for Pinpoint over the Ephys Link API."
 COMMANDS = """\
 commands:
-  ephysd ports          list serial ports, marking New Scale bridges and e-stop buttons
+  ephysd ports          list serial ports, marking the controllers and e-stop buttons
+                        it recognises (see ephysd ports --help)
   ephysd check [FLAGS]  validate the settings as the daemon would and handshake with
                         every device, moving nothing (see ephysd check --help)
 

@@ -45,13 +45,13 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Largest message or HTTP body accepted from a client, in bytes.
     max_payload: Payload = 65536
     # The request budget of the controller and of each observer: requests per
-    # second, sustained and saved up. A client over it is slowed down, never
-    # refused; stops never wait.
+    # second, sustained and saved up. A client over it is slowed down (refused
+    # only past 32 requests waiting at once); stops never wait.
     rate: Rate = DEFAULT_RATE_PER_S
     burst: Burst = DEFAULT_BURST
     # Read-only clients (the rig page, auth {"role": "observer"}) served next
-    # to the controller; each also needs an Engine.IO session (max_connections).
-    # 0: no observers.
+    # to the controller; each also needs an Engine.IO session, so at most
+    # max_connections - 1 are served (see observer_limit). 0: no observers.
     max_observers: CountOrNone = 8
 
 
@@ -136,6 +136,13 @@ def _bad_setting(exc: msgspec.ValidationError) -> str:
     text, sep, path = str(exc).rpartition(" - at `$")
     where = path.strip("`.") if sep else ""
     return f"bad setting {where}: {text}" if where else f"bad setting: {text if sep else exc}"
+
+
+def observer_limit(limits: Limits) -> int:
+    """How many observers the daemon serves: ``max_observers``, but never so many
+    that they hold every Engine.IO session (``max_connections``) and leave none
+    for the controller: observers must never lock Pinpoint out."""
+    return max(0, min(limits.max_observers, limits.max_connections - 1))
 
 
 def listen_address(settings: Settings) -> tuple[str, int]:

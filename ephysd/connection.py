@@ -14,8 +14,10 @@ When the controller leaves (closed, crashed, cable pulled: the heartbeat
 notices within ping interval + ping timeout) every motion is stopped *before*
 control is freed, so the next client never starts a move that the clean-up
 then cancels. Each connection has a request budget: a request over it waits
-for budget before it is served (never answered with an error), while
-``stop``, ``stop_all`` and ``abort_jackhammer`` never wait.
+for budget before it is served (not answered with an error, unless the client
+floods so far past it that half its handler slots already wait, see
+:class:`~ephysd.security.RequestRateLimiter`), while ``stop``, ``stop_all``
+and ``abort_jackhammer`` never wait.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from typing import Any
 import trio
 
 from ephysd.api import Answer, Api
-from ephysd.config import Settings
+from ephysd.config import Settings, observer_limit
 from ephysd.observers import OBSERVER, Observers, RoleError, client_label, requested_role
 from ephysd.page import serve_page
 from ephysd.security import (
     DEFAULT_BURST,
     DEFAULT_RATE_PER_S,
+    MAX_WAITING,
     NEVER_LIMITED,
     TOO_MANY_REQUESTS,
     AccessPolicy,
@@ -58,15 +61,15 @@ class ControlPolicy:
         rate: float = DEFAULT_RATE_PER_S,
         burst: float = DEFAULT_BURST,
         max_observers: int = 8,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
         self._stop_all = stop_all
         self._stop_on_disconnect = stop_on_disconnect
         self._access = access
         self._rate = rate
         self._burst = burst
-        self.observers = Observers(
-            max_observers, lambda: RequestRateLimiter(self._rate, self._burst).delay_s
-        )
+        self._max_waiting = max_waiting
+        self.observers = Observers(max_observers, lambda: self._new_limiter().delay_s)
         self.controller: str | None = None
         self._peer = ""
         self._limiter: RequestRateLimiter | None = None
@@ -74,6 +77,9 @@ class ControlPolicy:
         self._free.set()
         # Told "host:port" of the new controller, or None when control is free.
         self.on_control_change: Callable[[str | None], Awaitable[None]] | None = None
+
+    def _new_limiter(self) -> RequestRateLimiter:
+        return RequestRateLimiter(self._rate, self._burst, max_waiting=self._max_waiting)
 
     async def _announce(self, client: str | None) -> None:
         if self.on_control_change is not None:
@@ -93,8 +99,9 @@ class ControlPolicy:
 
     def admit(self, sid: str, event: str) -> float | None:
         """How long this request of ``sid`` must wait for its budget (0.0: serve
-        it now), or None when ``sid`` neither holds control nor observes (stops
-        from anyone still pass). Each observer has a budget of its own."""
+        it now), or None to refuse it: ``sid`` neither holds control nor
+        observes (stops from anyone still pass), or floods far past its budget.
+        Each observer has a budget of its own."""
         if sid in self.observers:
             return self.observers.delay_s(sid, event)
         if sid != self.controller or self._limiter is None:
@@ -129,7 +136,7 @@ class ControlPolicy:
         # Claimed before any await, so two simultaneous joins cannot both win.
         self.controller = sid
         self._peer = peer
-        self._limiter = RequestRateLimiter(self._rate, self._burst)
+        self._limiter = self._new_limiter()
         self._free = trio.Event()
         log.info("connection granted: %s from %s now controls the rig", sid, peer)
         await self._announce(peer)
@@ -179,16 +186,18 @@ def build_server(
 ) -> tuple[SocketIOServer, ControlPolicy]:
     """A Socket.IO server answering every event through ``api``."""
     access = access or access_policy(settings)
-    server = SocketIOServer(
-        config or server_config(settings), check_request=access.check_request, pages=serve_page
-    )
+    config = config or server_config(settings)
+    server = SocketIOServer(config, check_request=access.check_request, pages=serve_page)
     policy = ControlPolicy(
         stop_all,
         stop_on_disconnect=settings.stop_on_disconnect,
         access=access,
         rate=settings.limits.rate,
         burst=settings.limits.burst,
-        max_observers=settings.limits.max_observers,
+        max_observers=observer_limit(settings.limits),
+        # Requests waiting for budget never take more than half a client's
+        # handler slots: the rest read and run its stop at once.
+        max_waiting=config.max_concurrent_handlers // 2,
     )
     observers = policy.observers
 
@@ -197,8 +206,8 @@ def build_server(
         if wait_s is None:
             return TOO_MANY_REQUESTS
         if wait_s:
-            # Over budget: slowed down, never refused. Only this request waits,
-            # on its own handler task; the client's later stops are still read.
+            # Over budget: slowed down. Only this request waits, on its own
+            # handler task; the client's later stops are still read.
             await trio.sleep(wait_s)
         if sid in observers:
             return await observers.answer(api, sid, event, args)

@@ -110,7 +110,9 @@ class Observer:
 
     __slots__ = ("delay_s", "gone", "label", "peer", "pending", "sid", "wake")
 
-    def __init__(self, sid: str, peer: str, label: str, delay_s: Callable[[str], float]) -> None:
+    def __init__(
+        self, sid: str, peer: str, label: str, delay_s: Callable[[str], float | None]
+    ) -> None:
         self.sid = sid
         self.peer = peer
         self.label = label
@@ -132,7 +134,9 @@ class Observer:
 class Observers:
     """The connected observers, at most ``limit`` of them."""
 
-    def __init__(self, limit: int, new_limiter: Callable[[], Callable[[str], float]]) -> None:
+    def __init__(
+        self, limit: int, new_limiter: Callable[[], Callable[[str], float | None]]
+    ) -> None:
         self.limit = limit
         self._new_limiter = new_limiter
         self._by_sid: dict[str, Observer] = {}
@@ -174,8 +178,9 @@ class Observers:
         """Return once at least one observer is connected."""
         await self._someone.wait()
 
-    def delay_s(self, sid: str, event: str) -> float:
-        """How long this observer's request must wait for its budget (stops never wait)."""
+    def delay_s(self, sid: str, event: str) -> float | None:
+        """How long this observer's request must wait for its budget (stops never
+        wait); None: refuse it (see RequestRateLimiter)."""
         return self._by_sid[sid].delay_s(event)
 
     async def answer(self, api: Api, sid: str, event: str, args: Sequence[Any]) -> Answer:

@@ -29,6 +29,7 @@ import json
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -50,7 +51,7 @@ MAX_ORIGIN_LENGTH = 512
 # jackhammer's emergency button.
 NEVER_LIMITED: frozenset[str] = frozenset({"stop", "stop_all", "abort_jackhammer"})
 # The API's generic error shape (as for "Malformed request."), for a request
-# from a client that does not hold control.
+# from a client that does not hold control, or one flooding far past its budget.
 TOO_MANY_REQUESTS = json.dumps({"error": "Too many requests."})
 # The default budget is far above what the daemon serves one client (tens of
 # thousands of requests a second on the fake rig, far fewer on hardware), so a
@@ -60,6 +61,11 @@ DEFAULT_RATE_PER_S = 100_000.0
 DEFAULT_BURST = 10_000.0
 MAX_WAIT_S = 10.0
 """The longest one request waits for budget, however far over it its client is."""
+MAX_WAITING = 32
+"""How many of one client's requests may wait for budget at once, by default;
+the daemon uses half its handler slots per connection
+(``ServerConfig.max_concurrent_handlers``), so the other half is always free to
+read and run that client's stop."""
 
 # Sec-Fetch-Site values a browser sends for requests a page on another site made.
 _CROSS_SITE_FETCH = frozenset({"cross-site", "same-site"})
@@ -314,13 +320,20 @@ class TokenBucket:
 
 
 class RequestRateLimiter:
-    """One client's request budget: a client over it is slowed down, never refused.
+    """One client's request budget: a client over it is slowed down, not refused.
 
     ``delay_s(event)`` before handling each event says how long that request
     must wait for budget; the caller waits, then serves it. Only the requests
-    over the budget wait (each at most ``max_wait_s``), and waiting requests
-    hold handler slots, so a client that floods is throttled by its own
-    backlog instead of being answered with errors. Stops never wait.
+    over the budget wait (each at most ``max_wait_s``). Stops never wait.
+
+    A waiting request holds one of its connection's handler slots, and when
+    every slot is taken the server stops reading that connection: a stop sent
+    behind a backlog of waiting requests would wait with them. So at most
+    ``max_waiting`` of a client's requests wait at once (fewer than its handler
+    slots); one more, from a client flooding that far past its budget, is
+    refused at once (``delay_s`` returns None), which keeps its stop readable.
+    A client shaped like Pinpoint (one read in flight per manipulator) never
+    comes near that.
     """
 
     def __init__(
@@ -329,17 +342,39 @@ class RequestRateLimiter:
         burst: float = DEFAULT_BURST,
         clock: Callable[[], float] = trio.current_time,
         max_wait_s: float = MAX_WAIT_S,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
         self._clock = clock
         self._bucket = TokenBucket(rate, burst, clock(), max_debt=rate * max_wait_s)
+        self.max_waiting = max_waiting
+        # When each request now waiting for budget is served, earliest first.
+        self._waits_end: deque[float] = deque()
         self.slowed = 0
+        self.refused = 0
 
-    def delay_s(self, event: str) -> float:
-        """Seconds this request must wait for budget before it is served (0.0: now)."""
+    def delay_s(self, event: str) -> float | None:
+        """Seconds this request must wait for budget before it is served (0.0:
+        now), or None: refuse it, ``max_waiting`` requests already wait."""
         if event in NEVER_LIMITED:
             return 0.0
-        wait = self._bucket.reserve(self._clock())
+        now = self._clock()
+        ends = self._waits_end
+        while ends and ends[0] <= now:
+            ends.popleft()
+        if len(ends) >= self.max_waiting:
+            # While any request waits the bucket is in debt, so this one would wait too.
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                log.warning(
+                    "client flooding past its request budget (%d waiting): %d request(s)"
+                    " refused so far, so that its stops are still read at once",
+                    len(ends),
+                    self.refused,
+                )
+            return None
+        wait = self._bucket.reserve(now)
         if wait > 0:
+            ends.append(now + wait)
             self.slowed += 1
             if self.slowed == 1 or self.slowed % 1000 == 0:
                 log.warning(

@@ -15,7 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drivers.base import Platform, PlatformOptions
-from ephysd.config import ConfigError, Settings, estop_device, listen_address
+from ephysd.config import (
+    ConfigError,
+    Settings,
+    estop_device,
+    listen_address,
+    observer_limit,
+)
 from ephysd.platforms import SERIAL_PLATFORMS, create_platform
 from ephysd.security import AccessPolicy, PolicyError
 
@@ -66,9 +72,23 @@ def prepare(settings: Settings) -> Prepared:
 
 
 def ignored_settings(settings: Settings) -> tuple[str, ...]:
+    ignored: list[str] = []
     if settings.port and settings.platform not in SERIAL_PLATFORMS:
-        return (f"port is ignored: platform {settings.platform} takes no serial ports",)
-    return ()
+        ignored.append(f"port is ignored: platform {settings.platform} takes no serial ports")
+    if settings.manipulators and settings.platform not in SERIAL_PLATFORMS:
+        names = ", ".join(sorted(settings.manipulators))
+        ignored.append(
+            f"[manipulators] tables ({names}) are ignored: platform {settings.platform}"
+            " takes no per-manipulator settings"
+        )
+    limits = settings.limits
+    observers = observer_limit(limits)
+    if observers < limits.max_observers:
+        ignored.append(
+            f"limits.max_observers {limits.max_observers} lowered to {observers}:"
+            f" limits.max_connections {limits.max_connections} must leave the controller one"
+        )
+    return tuple(ignored)
 
 
 def locate_estop(settings: Settings) -> str | None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from drivers.base import PlatformConfigError
+from drivers.fake import FakePlatform
 from ephysd.cli import parse_settings
 from ephysd.config import ConfigError, Limits, Settings, estop_device
 from ephysd.logging_setup import configure_logging
+from ephysd.security import TOO_MANY_REQUESTS
 from tests.daemon.e2e import run_client, run_sync_client, running_daemon, url_of
+from tests.service.sio import sio_client
 
 
 @pytest.mark.parametrize("kind", ["python", "js"])
@@ -103,6 +108,44 @@ async def test_a_client_over_its_budget_is_slowed_down_not_refused_and_stops_ove
     assert all(a["answer"] == ("2.3.6" if a["event"] == "get_version" else "") for a in answers)
     # The stops, sent after the waiting reads, were answered before the last of them.
     assert answers[-1]["event"] == "get_version"
+
+
+async def test_a_client_flooding_far_past_its_budget_still_gets_its_stop_all_through_at_once() -> (
+    None
+):
+    """Requests waiting for budget hold the connection's handler slots; were
+    they all taken, the server would stop reading, and the stop_all sent behind
+    the flood would wait for the flood. Past half the slots the flood is refused
+    instead, so the stop_all overtakes every slowed request and stops the move."""
+    platform = FakePlatform()
+    async with running_daemon(platform, limits=Limits(rate=20, burst=1)) as daemon:
+        assert daemon.address is not None
+        async with sio_client(daemon.address[1]) as client, trio.open_nursery() as nursery:
+            order: list[tuple[str, Any]] = []
+
+            async def call(event: str, *args: Any) -> None:
+                order.append((event, await client.call(event, *args, timeout_s=60)))
+
+            move = '{"ManipulatorId":"0","Position":{"x":10,"y":0,"z":0,"w":0},"Speed":1}'
+            nursery.start_soon(call, "set_position", move)
+            await trio.sleep(0.3)  # the move under way
+            for _ in range(200):
+                nursery.start_soon(call, "get_version")
+            await trio.sleep(0.3)  # every request sent and read
+            nursery.start_soon(call, "stop_all")
+    events = [event for event, _ in order]
+    stopped = events.index("stop_all")
+    served = [i for i, (event, answer) in enumerate(order) if answer == "2.3.6"]
+    refused = [answer for event, answer in order if answer == TOO_MANY_REQUESTS]
+    # Answered before all but the first few slowed requests (the stop_all came
+    # 0.3 s after them, time for about 6 of them at 20 a second).
+    assert len([i for i in served if i < stopped]) < 20, events
+    moved = dict(order)["set_position"]
+    assert json.loads(moved)["Error"].startswith("Manipulator 0 did not reach target position")
+    assert platform.manipulators[0].halts >= 1
+    # A slowed flood: dozens served in turn, the rest refused, nothing else.
+    assert len(served) >= 32
+    assert len(served) + len(refused) == 200
 
 
 def test_config_file_access_and_limits_keys(tmp_path: Path) -> None:

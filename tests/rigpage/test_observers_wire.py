@@ -262,20 +262,86 @@ def test_a_negative_observer_limit_is_a_configuration_error() -> None:
     assert build_settings({"limits": {"max_observers": 0}}, {}).limits.max_observers == 0
 
 
-async def test_an_observers_jackhammer_is_refused_in_the_jackhammer_answers_own_shape() -> None:
+async def test_observers_never_take_the_controllers_last_connection() -> None:
+    # Each observer holds an Engine.IO session: as many observers as sessions
+    # would lock Pinpoint out ("Server full"), so one session stays free for it.
+    limits = Limits(max_connections=3, max_observers=8)
+    async with running_daemon(limits=limits) as daemon, AsyncExitStack() as stack:
+        for _ in range(2):
+            await stack.enter_async_context(sio_client(port_of(daemon), OBSERVER))
+        with pytest.raises(Refused, match=r"Too many observers \(2 already watch this rig\)"):
+            async with sio_client(port_of(daemon), OBSERVER):
+                pass
+        controller = await stack.enter_async_context(sio_client(port_of(daemon)))
+        assert daemon.policy is not None and daemon.policy.controller == controller.sid
+
+
+async def test_an_observers_abort_jackhammer_ends_the_controllers_closed_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    platform = FakePlatform()
+    caplog.set_level(logging.INFO, logger="ephysd.observers")
+    endless = json.dumps(
+        {"ManipulatorId": "3", "ClosedLoop": True, "TargetUm": 10_000, "MaxIterations": 200}
+    )
     async with (
-        running_daemon() as daemon,
+        running_daemon(platform) as daemon,
+        sio_client(port_of(daemon)) as controller,
+        sio_client(port_of(daemon), {"role": "observer", "name": "rig page"}) as observer,
+        trio.open_nursery() as nursery,
+    ):
+        send, answer = trio.open_memory_channel[Any](1)
+
+        async def hammer() -> None:
+            await send.send(await controller.call("jackhammer", endless))
+
+        nursery.start_soon(hammer)
+        await trio.sleep(0.5)
+        assert await observer.call("abort_jackhammer") == '{"success": true}'
+        with trio.fail_after(5):
+            hammered = json.loads(await answer.receive())
+    assert hammered["StopReason"] == "aborted"
+    assert hammered["Error"] == ""
+    assert 1 <= hammered["IterationsUsed"] < 200
+    assert platform.manipulators[3].halts >= 1
+    pressed = [r.getMessage() for r in caplog.records if "pressed by" in r.getMessage()]
+    assert len(pressed) == 1
+    assert pressed[0].startswith(
+        f"abort_jackhammer pressed by observer {observer.sid} at 127.0.0.1:"
+    )
+    assert pressed[0].endswith("(rig page)")
+
+
+async def test_an_observer_has_a_budget_of_its_own_and_its_stops_never_wait() -> None:
+    # One request every 2 s each: the observer's three reads sent at once are
+    # served over about 4 s, its stop_all at once, and the controller's own
+    # budget is untouched by them.
+    async with (
+        running_daemon(limits=Limits(rate=0.5, burst=1)) as daemon,
         sio_client(port_of(daemon)) as controller,
         sio_client(port_of(daemon), OBSERVER) as observer,
+        trio.open_nursery() as nursery,
     ):
-        request = json.dumps({"ManipulatorId": "99"})
-        unknown = await controller.call("jackhammer", request)
-        refused = await observer.call("jackhammer", request)
-        assert json.loads(refused)["Error"] == READ_ONLY
-        # Key for key and spacing for spacing the API's own jackhammer answer.
-        error = json.loads(unknown)["Error"]
-        assert refused == unknown.replace(json.dumps(error), json.dumps(READ_ONLY))
-        assert await observer.call("abort_jackhammer") == await controller.call("abort_jackhammer")
-        from ephysd.observers import read_only_answer
+        order: list[tuple[str, str]] = []
 
-        assert json.loads(read_only_answer("some_future_event")) == {"error": READ_ONLY}
+        async def call(who: str, client: SioClient, event: str) -> None:
+            order.append((f"{who} {event}", await client.call(event)))
+
+        for _ in range(3):
+            nursery.start_soon(call, "observer", observer, "get_version")
+        await trio.sleep(0.2)
+        nursery.start_soon(call, "observer", observer, "stop_all")
+        await trio.sleep(0.2)
+        nursery.start_soon(call, "controller", controller, "get_version")
+    assert [who for who, _ in order] == [
+        "observer get_version",
+        "observer stop_all",
+        "controller get_version",
+        "observer get_version",
+        "observer get_version",
+    ]
+    assert [answer for _, answer in order] == [
+        EPHYS_LINK_API_VERSION,
+        "",
+        *[EPHYS_LINK_API_VERSION] * 3,
+    ]

@@ -165,20 +165,47 @@ async def test_no_button_to_find_exits_1_before_any_device_and_check_fails_alike
     assert "1 problem(s) found" in check.stdout
 
 
-async def test_a_port_list_on_a_platform_without_ports_is_a_warning_for_both(
+async def test_ports_and_manipulator_tables_on_a_platform_without_them_are_warnings_for_both(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "ephysd.toml"
-    config.write_text('platform = "fake"\nport = ["/dev/ttyUSB-gone"]\nlisten = "127.0.0.1:0"\n')
+    config.write_text(
+        'platform = "fake"\nport = ["/dev/ttyUSB-gone"]\nlisten = "127.0.0.1:0"\n'
+        "[manipulators.left]\norigin_mm = [1.0, 2.0, 3.0]\n"
+    )
+    warnings = [
+        "port is ignored: platform fake takes no serial ports",
+        "[manipulators] tables (left) are ignored: platform fake takes no per-manipulator settings",
+    ]
     check = await run("-m", "ephysd", "check", "--config", str(config))
     assert check.status == 0, check
-    assert "WARN  configuration: port is ignored: platform fake takes no serial ports" in (
-        check.stdout.splitlines()
-    )
+    for warning in warnings:
+        assert f"WARN  configuration: {warning}" in check.stdout.splitlines()
     assert "ttyUSB-gone" not in check.stdout  # no device check: the daemon opens none
 
     async with run_daemon(tmp_path, config.read_text()) as daemon:
         await daemon.wait_listening(30)
-        assert "port is ignored: platform fake takes no serial ports" in daemon.output()
+        for warning in warnings:
+            assert warning in daemon.output()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait_exit(10) == 0
+
+
+async def test_more_observers_than_connections_allow_is_a_warning_for_both(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "ephysd.toml"
+    config.write_text('listen = "127.0.0.1:0"\n[limits]\nmax_connections = 4\n')
+    warning = (
+        "limits.max_observers 8 lowered to 3: limits.max_connections 4 must leave the"
+        " controller one"
+    )
+    check = await run("-m", "ephysd", "check", "--config", str(config))
+    assert check.status == 0, check
+    assert f"WARN  configuration: {warning}" in check.stdout.splitlines()
+
+    async with run_daemon(tmp_path, config.read_text()) as daemon:
+        await daemon.wait_listening(30)
+        assert warning in daemon.output()
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait_exit(10) == 0

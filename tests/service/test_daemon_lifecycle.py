@@ -132,9 +132,11 @@ async def test_sighup_reloads_origins_and_log_level_without_dropping_the_client(
     async with (
         daemon_allowing_first(tmp_path) as (daemon, port),
         sio_client(port) as client,
+        sio_client(port, {"role": "observer"}) as observer,
         websocket(port, origin=first),
     ):
         assert await client.call("get_version")
+        await observer.next_event("rig_state")
         assert not any(" DEBUG " in line for line in daemon.lines)
         (tmp_path / "ephysd.toml").write_text(
             FAKE_RIG + f'allow_origin = ["{second}"]\ndebug = true\n'
@@ -148,9 +150,15 @@ async def test_sighup_reloads_origins_and_log_level_without_dropping_the_client(
         assert refused.value.status == 403
         async with websocket(port, origin=second):
             pass
-        # The controlling client never noticed.
+        # The rig page's own origin is allowed whatever the list says.
+        async with websocket(port, origin=f"http://127.0.0.1:{port}"):
+            pass
+        # The controlling client never noticed, nor did the observer.
         assert not client.closed.is_set()
         assert await client.call("get_version")
+        assert not observer.closed.is_set()
+        await observer.next_event("rig_state")
+        assert await observer.call("stop_all") == ""
         # And the log level followed: wire-level detail now reaches the log.
         await daemon.wait_for_line(" DEBUG ")
 

@@ -193,18 +193,40 @@ def test_token_bucket_survives_a_clock_going_backwards() -> None:
     assert bucket.reserve(12.0) == 0
 
 
-def test_the_budget_slows_a_flood_down_but_never_refuses_it_and_never_delays_a_stop() -> None:
+def test_the_budget_slows_a_burst_down_without_refusing_it_and_never_delays_a_stop() -> None:
     now = [0.0]
     limiter = RequestRateLimiter(rate=100, burst=5, clock=lambda: now[0], max_wait_s=1.0)
     assert [limiter.delay_s("get_position") for _ in range(5)] == [0.0] * 5
     assert limiter.delay_s("set_position") == pytest.approx(0.01)
     for event in ("stop", "stop_all", "abort_jackhammer"):
         assert all(limiter.delay_s(event) == 0.0 for _ in range(100))
-    # 500 more at once: served in turn, each waiting at most the 1 s cap.
-    waits = [limiter.delay_s("get_position") for _ in range(500)]
-    assert max(waits) == pytest.approx(1.0)
-    assert waits == sorted(waits)
-    assert limiter.slowed == 501
+    # 31 more at once: each waits its turn, none is refused.
+    waits = [limiter.delay_s("get_position") for _ in range(31)]
+    assert None not in waits
+    assert waits == pytest.approx([0.01 * n for n in range(2, 33)])
+    assert limiter.slowed == 32 and limiter.refused == 0
+
+
+def test_a_flood_past_the_waiting_cap_is_refused_at_once_until_the_waits_end() -> None:
+    """Each waiting request holds a handler slot of its connection; with all of
+    them taken, the client's stop would not even be read. So past ``max_waiting``
+    waiting requests the next ones are refused, and served again once those wait
+    no more; stops pass throughout."""
+    now = [0.0]
+    limiter = RequestRateLimiter(
+        rate=10, burst=1, clock=lambda: now[0], max_wait_s=10.0, max_waiting=4
+    )
+    assert limiter.delay_s("get_position") == 0.0
+    waits = [limiter.delay_s("get_position") for _ in range(4)]
+    assert waits == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert [limiter.delay_s("get_position") for _ in range(3)] == [None] * 3
+    assert limiter.delay_s("stop") == limiter.delay_s("stop_all") == 0.0
+    assert limiter.refused == 3
+    now[0] = 0.1  # the first waiting request is served: room for one more
+    assert limiter.delay_s("get_position") == pytest.approx(0.4)
+    assert limiter.delay_s("get_position") is None
+    now[0] = 1.0  # every wait is over and the debt repaid
+    assert limiter.delay_s("get_position") == 0.0
 
 
 def test_the_default_budget_never_slows_a_client_polling_as_fast_as_the_daemon_answers() -> None:
