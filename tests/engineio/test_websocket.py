@@ -224,3 +224,33 @@ def test_an_unmasked_client_frame_closes_the_connection() -> None:
             assert await ws.receive() is None
 
     trio.run(main)
+
+
+async def test_a_peer_sending_back_to_back_then_pausing_is_still_read_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The reader tries a chatty peer's socket for a moment before sleeping on it.
+
+    That moment is real time, so under a mock clock (which only moves while
+    every task sleeps) the reader must still give up and sleep, or the peer's
+    later message would never come.
+    """
+    ours, theirs = trio.socket.socketpair()
+    server = trio.SocketStream(ours)
+    peer = trio.SocketStream(theirs)
+    ws = WebSocket(server, b"", 10_000, write_timeout=1.0)
+    burst = [f"message {i}" for i in range(20)]
+
+    async def send() -> None:
+        for message in burst:  # back to back: the reader takes the peer for chatty
+            await peer.send_all(frames([message]))
+        await trio.sleep(30)  # then a long pause (mock time)
+        await peer.send_all(frames(["after the pause"]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        with trio.fail_after(60):
+            received = [await ws.receive() for _ in range(len(burst) + 1)]
+    assert received == [*burst, "after the pause"]
+    await server.aclose()
+    await peer.aclose()
