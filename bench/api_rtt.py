@@ -46,6 +46,7 @@ from _common import (
     ServerSpec,
     Target,
     conditions,
+    ephysd_fake_argv,
     event_payload,
     exit_status,
     fmt,
@@ -128,14 +129,11 @@ def compile_ephysd() -> None:
 
 def spec_for(kind: str, port: int, cpu: int | None, profile_dir: str = "") -> ServerSpec:
     if kind in ("ephysd", "upstream"):
-        python, *script = [sys.executable] if kind == "ephysd" else upstream_argv(port)
+        python, *script = ephysd_fake_argv(port) if kind == "ephysd" else upstream_argv(port)
         argv = [python]
         if profile_dir:
             argv += ["-m", "cProfile", "-o", str(profile_path(profile_dir, kind))]
-        if kind == "ephysd":
-            argv += ["-m", "ephysd.cli", "--platform", "fake", "--listen", f"127.0.0.1:{port}"]
-        else:
-            argv += script
+        argv += script
     else:
         argv = servers_argv("floor", port, "--reply", CANNED_POSITION)
     return ServerSpec(SERVERS[kind], argv, port, env=SERVER_ENV, cpu=cpu)
