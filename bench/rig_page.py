@@ -39,6 +39,7 @@ from typing import Any
 
 import socketio
 from _common import (
+    REPLY_TIMEOUT_S,
     BenchError,
     ServerSpec,
     cpu_seconds,
@@ -54,7 +55,6 @@ from pinpoint_load import MANIPULATORS, Tally, load
 
 TRAVEL_MM = 15.0
 MOVE_SPEED = 1.0
-ANSWER_TIMEOUT_S = 5.0
 OBSERVER_AUTH = json.dumps({"role": "observer", "name": "bench"})
 
 
@@ -63,7 +63,7 @@ OBSERVER_AUTH = json.dumps({"role": "observer", "name": "bench"})
 
 async def observe(port: int, count: int) -> None:
     """Connect ``count`` observers, say "ready", then report events until stdin closes."""
-    clients = [await RawSioClient.open(port, ANSWER_TIMEOUT_S, OBSERVER_AUTH) for _ in range(count)]
+    clients = [await RawSioClient.open(port, REPLY_TIMEOUT_S, OBSERVER_AUTH) for _ in range(count)]
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
@@ -202,7 +202,7 @@ async def measure(
         for mover in movers:
             mover.cancel()
         await asyncio.gather(*movers, return_exceptions=True)
-        await client.call("stop_all", timeout=ANSWER_TIMEOUT_S)
+        await client.call("stop_all", timeout=REPLY_TIMEOUT_S)
         await client.disconnect()
     if controller.wrong:
         raise BenchError(
