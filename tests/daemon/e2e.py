@@ -60,6 +60,13 @@ def url_of(daemon: Daemon) -> str:
     return f"http://{host}:{port}"
 
 
+def move(mid: str, x: float, speed: float) -> str:
+    """A ``set_position`` request along x alone, from the fake rig's origin."""
+    return json.dumps(
+        {"ManipulatorId": mid, "Position": {"x": x, "y": 0, "z": 0, "w": 0}, "Speed": speed}
+    )
+
+
 def client_command(kind: str, url: str, steps: list[list[Any]]) -> list[str]:
     if kind == "python":
         return [sys.executable, str(PY_CLIENT), url, json.dumps(steps)]

@@ -10,16 +10,17 @@ import pytest
 import trio
 
 from drivers.fake import FakePlatform
-from tests.daemon.e2e import PINPOINT_ID, live_client, run_client, running_daemon, url_of
+from tests.daemon.e2e import (
+    PINPOINT_ID,
+    live_client,
+    move,
+    run_client,
+    running_daemon,
+    url_of,
+)
 
 CLIENTS = ["python", "js"]
 MALFORMED = '{"error": "Malformed request."}'
-
-
-def move(mid: str, x: float, speed: float) -> str:
-    return json.dumps(
-        {"ManipulatorId": mid, "Position": {"x": x, "y": 0, "z": 0, "w": 0}, "Speed": speed}
-    )
 
 
 ORIGIN = '{"Position":{"x":0.0,"y":0.0,"z":0.0,"w":0.0}'

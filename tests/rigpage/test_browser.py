@@ -9,7 +9,7 @@ import trio
 
 from drivers.base import DeviceError
 from drivers.fake import ANGLES, FakeManipulator, FakePlatform
-from tests.daemon.e2e import live_client, running_daemon, url_of
+from tests.daemon.e2e import live_client, move, running_daemon, url_of
 from tests.rigpage.browser import Browser, open_browser
 from tests.service.sio import sio_client
 
@@ -24,16 +24,6 @@ async def cell(browser: Browser, manipulator_id: str, column: int) -> str | None
         column,
     )
     return None if found is None else str(found)
-
-
-def move(manipulator_id: str, x: float, speed: float) -> str:
-    return json.dumps(
-        {
-            "ManipulatorId": manipulator_id,
-            "Position": {"x": x, "y": 0, "z": 0, "w": 0},
-            "Speed": speed,
-        }
-    )
 
 
 async def x_of(browser: Browser, manipulator_id: str) -> float | None:
