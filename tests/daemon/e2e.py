@@ -60,6 +60,11 @@ def url_of(daemon: Daemon) -> str:
     return f"http://{host}:{port}"
 
 
+def port_of(daemon: Daemon) -> int:
+    assert daemon.address is not None
+    return int(daemon.address[1])
+
+
 def move(mid: str, x: float, speed: float) -> str:
     """A ``set_position`` request along x alone, from the fake rig's origin."""
     return json.dumps(

@@ -16,7 +16,7 @@ from ephysd.cli import parse_settings
 from ephysd.config import ConfigError, Limits, Settings, estop_device
 from ephysd.logging_setup import configure_logging
 from ephysd.security import TOO_MANY_REQUESTS
-from tests.daemon.e2e import run_client, run_sync_client, running_daemon, url_of
+from tests.daemon.e2e import port_of, run_client, run_sync_client, running_daemon, url_of
 from tests.service.sio import sio_client
 
 
@@ -55,8 +55,7 @@ async def test_a_python_script_with_the_sync_client_connects_over_websocket_only
 ) -> None:
     # websocket-client sends Origin: http://HOST:PORT, the daemon's own address.
     async with running_daemon() as daemon:
-        assert daemon.address is not None
-        url = f"http://{host}:{daemon.address[1]}"
+        url = f"http://{host}:{port_of(daemon)}"
         result = await run_sync_client(url, ["websocket"])
     assert result == {"transport": "websocket", "version": "2.3.6"}
 
@@ -84,8 +83,7 @@ async def test_a_page_of_the_daemons_own_origin_connects(
 @pytest.mark.parametrize("kind", ["python", "js"])
 async def test_another_port_on_the_daemons_host_is_a_foreign_origin(kind: str) -> None:
     async with running_daemon() as daemon:
-        assert daemon.address is not None
-        other = f"http://127.0.0.1:{daemon.address[1] + 1}"
+        other = f"http://127.0.0.1:{port_of(daemon) + 1}"
         steps: list[list[Any]] = [["connect", None, None, {"Origin": other}]]
         results = await run_client(kind, url_of(daemon), steps)
     assert "refused" in results[0], results

@@ -9,7 +9,7 @@ import trio
 
 from drivers.base import DeviceError
 from drivers.fake import ANGLES, FakeManipulator, FakePlatform
-from tests.daemon.e2e import live_client, move, running_daemon, url_of
+from tests.daemon.e2e import live_client, move, port_of, running_daemon, url_of
 from tests.rigpage.browser import Browser, open_browser
 from tests.service.sio import sio_client
 
@@ -106,7 +106,7 @@ async def test_the_page_shows_names_and_errors_as_text_never_as_markup(tmp_path:
     platform.manipulators[1] = HostileManipulator(HOSTILE_ID, ANGLES[1])
     async with (
         running_daemon(platform) as daemon,
-        sio_client(daemon.address[1] if daemon.address else 0) as controller,
+        sio_client(port_of(daemon)) as controller,
         open_browser() as browser,
     ):
         answer = json.loads(await controller.call("get_angles", HOSTILE_ID))

@@ -14,16 +14,11 @@ from drivers.fake import FakePlatform
 from ephysd.api import EPHYS_LINK_API_VERSION
 from ephysd.config import ConfigError, Limits, build_settings
 from ephysd.observers import READ_ONLY
-from tests.daemon.e2e import move, run_client, running_daemon, url_of
+from tests.daemon.e2e import move, port_of, run_client, running_daemon, url_of
 from tests.service.sio import Refused, SioClient, sio_client
 
 OBSERVER = {"role": "observer"}
 MALFORMED = '{"error": "Malformed request."}'
-
-
-def port_of(daemon: Any) -> int:
-    assert daemon.address is not None
-    return int(daemon.address[1])
 
 
 async def test_eight_observers_and_then_pinpoint_as_controller_are_served_at_once() -> None:

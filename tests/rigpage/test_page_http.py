@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from ephysd.api import EPHYS_LINK_API_VERSION
 from ephysd.page import FILES, page_file
-from tests.daemon.e2e import running_daemon, url_of
+from tests.daemon.e2e import port_of, running_daemon, url_of
 from tests.service.sio import Refused, sio_client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,11 +21,6 @@ WEB = REPO / "ephysd" / "web"
 async def fetch(url: str, method: str = "GET", **headers: str) -> httpx.Response:
     async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
         return await client.request(method, url, headers=headers)
-
-
-def port_of(daemon: Any) -> int:
-    assert daemon.address is not None
-    return int(daemon.address[1])
 
 
 async def test_the_page_and_every_file_it_names_are_served_on_the_daemons_own_port() -> None:
