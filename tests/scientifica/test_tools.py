@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import trio
-from serial.tools.list_ports_common import ListPortInfo
 
 from drivers.base import PlatformOptions
 from drivers.scientifica.driver import ScientificaManipulator
@@ -19,6 +18,7 @@ from ephysd.platforms import create_platform
 from ephysd.ports import SCIENTIFICA_IDS, PortKind, classify, describe
 from tests.daemon.e2e import devrig_example
 from tests.serial_e2e import simulator_process, until_lost
+from tests.usb_ports import usb_port
 
 RULES = Path(__file__).resolve().parents[2] / "systemd" / "99-ephysd-scientifica.rules"
 
@@ -93,12 +93,6 @@ async def test_check_handshakes_names_each_model_and_moves_nothing() -> None:
     for sim in sims:
         assert sim.received, "the check must talk to the controller"
         assert not sim.commands("ABS") and not sim.commands("REL")
-
-
-def usb_port(device: str, vid: int, pid: int, description: str = "n/a") -> ListPortInfo:
-    port = ListPortInfo(device, skip_link_detection=True)
-    port.vid, port.pid, port.description = vid, pid, description
-    return port
 
 
 def test_ports_marks_likely_scientifica_controllers_and_the_old_ftdi_id_only_as_maybe() -> None:
