@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from drivers.pty_sim import PtyDevice
 from drivers.scientifica.driver import ScientificaManipulator
+from drivers.scientifica.settings import ManipulatorSettings
 from drivers.scientifica.sim import ScientificaSim
 
 
@@ -27,3 +30,12 @@ async def manipulator(sim: ScientificaSim) -> AsyncIterator[ScientificaManipulat
         await device.open()
     yield device
     await device.close()
+
+
+async def open_on(nursery: trio.Nursery, sim: PtyDevice, **settings: Any) -> ScientificaManipulator:
+    """Start ``sim`` and open manipulator "1" on it with ``settings`` (a test's own controller)."""
+    path = await nursery.start(sim.run)
+    device = ScientificaManipulator("1", path, ManipulatorSettings(**settings))
+    with trio.fail_after(5):
+        await device.open()
+    return device

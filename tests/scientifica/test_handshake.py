@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pytest
 import trio
@@ -11,18 +10,10 @@ import trio
 from drivers.base import DeviceError, NotSupported
 from drivers.pty_sim import PtyDevice
 from drivers.scientifica.driver import ScientificaManipulator
-from drivers.scientifica.settings import ManipulatorSettings
 from drivers.scientifica.sim import ScientificaSim
+from tests.scientifica.conftest import open_on
 
 START_UM = (100.0, 250.0, -300.0)
-
-
-async def open_on(nursery: trio.Nursery, sim: PtyDevice, **settings: Any) -> ScientificaManipulator:
-    path = await nursery.start(sim.run)
-    device = ScientificaManipulator("1", path, ManipulatorSettings(**settings))
-    with trio.fail_after(5):
-        await device.open()
-    return device
 
 
 def hellos(sim: ScientificaSim) -> list[int | None]:

@@ -11,8 +11,8 @@ import trio
 
 from drivers.base import DeviceError
 from drivers.scientifica.driver import ScientificaManipulator
-from drivers.scientifica.settings import ManipulatorSettings
 from drivers.scientifica.sim import ScientificaSim
+from tests.scientifica.conftest import open_on
 
 
 def after(sim: ScientificaSim, command: str) -> list[str]:
@@ -39,16 +39,6 @@ async def cancelled_after(seconds: float, move: Coroutine[Any, Any, object]) -> 
     return cancelled_at
 
 
-async def opened(
-    nursery: trio.Nursery, sim: ScientificaSim, settings: ManipulatorSettings | None = None
-) -> ScientificaManipulator:
-    path = await nursery.start(sim.run)
-    device = ScientificaManipulator("1", path, settings or ManipulatorSettings())
-    with trio.fail_after(5):
-        await device.open()
-    return device
-
-
 async def test_a_move_sets_top_sends_abs_restores_top_polls_until_idle_and_answers_the_position(
     sim: ScientificaSim, manipulator: ScientificaManipulator
 ) -> None:
@@ -68,7 +58,7 @@ async def test_a_move_sets_top_sends_abs_restores_top_polls_until_idle_and_answe
 
 async def test_firmware_2_speeds_are_sent_as_raw_units(nursery: trio.Nursery) -> None:
     sim = ScientificaSim(firmware=2)
-    device = await opened(nursery, sim)
+    device = await open_on(nursery, sim)
     await device.move_to((10.2, 10.0, 10.0, 0.0), 0.5)
     assert "TOP 6400" in sim.commands()  # 500 µm/s x 2 x |UUX| 6.4
     assert sim.position_um() == pytest.approx((0.0, 200.0, 0.0))
@@ -93,7 +83,7 @@ async def test_set_depth_moves_only_the_depth_axis(
 
 async def test_the_depth_axis_can_be_configured_to_z(nursery: trio.Nursery) -> None:
     sim = ScientificaSim()
-    device = await opened(nursery, sim, ManipulatorSettings(depth_axis="z"))
+    device = await open_on(nursery, sim, depth_axis="z")
     assert await device.move_depth(10.25, 1.0) == pytest.approx(10.25)
     assert sim.commands("ABS") == ["ABS 0 0 25000"]
     assert await device.position() == pytest.approx((10.0, 10.0, 9.75, 10.25))
@@ -101,10 +91,9 @@ async def test_the_depth_axis_can_be_configured_to_z(nursery: trio.Nursery) -> N
 
 async def test_signs_origins_and_dimensions_come_from_the_settings(nursery: trio.Nursery) -> None:
     sim = ScientificaSim(start_um=(1000.0, 0.0, 0.0))
-    settings = ManipulatorSettings(
-        origin_mm=(5.0, 12.5, 10.0), dimensions_mm=(10.0, 25.0, 20.0), sign=(-1, 1, 1)
+    device = await open_on(
+        nursery, sim, origin_mm=(5.0, 12.5, 10.0), dimensions_mm=(10.0, 25.0, 20.0), sign=(-1, 1, 1)
     )
-    device = await opened(nursery, sim, settings)
     # x_p = 5 - 1 mm = 4; unified y = 10 - x_p
     assert await device.position() == pytest.approx((12.5, 6.0, 10.0, 4.0))
     final = await device.move_to((13.0, 5.5, 10.0, 0.0), 2.0)
@@ -116,7 +105,7 @@ async def test_along_the_approach_angle_depth_moves_x_and_z_together_on_the_prob
     nursery: trio.Nursery,
 ) -> None:
     sim = ScientificaSim(angle_deg=30.0)
-    device = await opened(nursery, sim, ManipulatorSettings(depth_axis="approach"))
+    device = await open_on(nursery, sim, depth_axis="approach")
     start = await device.position()
     assert start[3] == pytest.approx(10 * math.cos(math.radians(30)) + 10 * 0.5)
     depth = await device.move_depth(start[3] + 0.1, 1.0)
@@ -188,7 +177,7 @@ async def test_a_slow_move_is_stepped_so_its_average_speed_is_the_requested_one(
     nursery: trio.Nursery, firmware: int, step_top: str
 ) -> None:
     sim = ScientificaSim(firmware=firmware)
-    device = await opened(nursery, sim)
+    device = await open_on(nursery, sim)
     halfway: list[float] = []
 
     async def look_halfway() -> None:
