@@ -15,6 +15,10 @@ from drivers.http_sim import HttpSim
 
 STALE_AFTER_S = 0.5
 
+VERTICAL, UNCALIBRATED, TILTED = "SN47520", "SN47521", "SN47522"
+"""The Parallax emulator's first three stages (drivers/parallax/sim.py): calibrated and
+vertical, without calibration, calibrated and tilted."""
+
 
 @dataclass
 class EmulatorServer:

@@ -17,6 +17,9 @@ from drivers.parallax.sim import ParallaxSim
 from drivers.pathfinder_mpm import MpmDialect
 from tests.drivers_http.harness import (
     STALE_AFTER_S,
+    TILTED,
+    UNCALIBRATED,
+    VERTICAL,
     running_rig,
     unused_port,
     wait_until,
@@ -26,7 +29,6 @@ from tests.drivers_http.harness import (
 SERVED_ERAS = ["1.5", "1.15", "1.16"]
 """Flat 1.5.1-1.12.0, flat 1.15.1, nested 1.16.0 on."""
 
-VERTICAL, UNCALIBRATED, TILTED = "SN47520", "SN47521", "SN47522"
 FAR: Vector = (4.0, 4.0, 4.0, 0.0)
 """Far from every stage's start: a slow move there lasts many seconds."""
 

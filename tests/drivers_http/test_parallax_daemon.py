@@ -21,11 +21,10 @@ from drivers.parallax.sim import ParallaxSim
 from ephysd.actor import ActorLimits
 from ephysd.api import Api
 from ephysd.rig import open_rig
-from tests.drivers_http.harness import wait_until
+from tests.drivers_http.harness import TILTED, UNCALIBRATED, VERTICAL, wait_until
 from tests.service.daemon import DaemonProcess, run_daemon
 from tests.service.sio import SioClient, sio_client, sio_client_when_free
 
-VERTICAL, UNCALIBRATED, TILTED = "SN47520", "SN47521", "SN47522"
 STOP: dict[str, object] = {"move_type": "stop", "stage_sn": VERTICAL}
 
 

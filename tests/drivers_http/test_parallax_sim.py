@@ -13,9 +13,7 @@ import pytest
 import trio
 
 from drivers.parallax.sim import ParallaxSim
-from tests.drivers_http.harness import unused_port, wait_until
-
-VERTICAL, UNCALIBRATED, TILTED = "SN47520", "SN47521", "SN47522"
+from tests.drivers_http.harness import TILTED, UNCALIBRATED, VERTICAL, unused_port, wait_until
 
 
 @asynccontextmanager
