@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import subprocess
 import sys
+import tty
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -72,6 +74,15 @@ async def simulator_process(module: str, link: Path, *args: str) -> AsyncIterato
             )
         )
         yield SimulatorProcess(process)
+
+
+@asynccontextmanager
+async def raw_pty(path: str) -> AsyncIterator[trio.lowlevel.FdStream]:
+    """A simulator's pty opened raw (no echo, no line editing), for a test that speaks bytes."""
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    async with trio.lowlevel.FdStream(fd) as stream:
+        yield stream
 
 
 async def until_lost(device: Manipulator) -> None:

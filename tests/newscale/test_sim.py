@@ -8,8 +8,6 @@ closed-loop interval.
 
 from __future__ import annotations
 
-import os
-import tty
 from collections.abc import AsyncIterator
 
 import pytest
@@ -17,15 +15,13 @@ import trio
 
 from drivers.newscale.codec import Violation, encode_bridge, encode_stage, select_stage
 from drivers.newscale.sim import NewScaleSim
+from tests.serial_e2e import raw_pty
 
 
 @pytest.fixture
 async def port(nursery: trio.Nursery) -> AsyncIterator[tuple[NewScaleSim, trio.lowlevel.FdStream]]:
     sim = NewScaleSim()
-    path = await nursery.start(sim.run)
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
-    async with trio.lowlevel.FdStream(fd) as stream:
+    async with raw_pty(await nursery.start(sim.run)) as stream:
         yield sim, stream
 
 

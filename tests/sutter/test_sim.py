@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import struct
-import tty
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,15 +13,13 @@ import trio
 from drivers.base import PlatformOptions
 from drivers.sutter.codec import encode_position, move_body
 from drivers.sutter.sim import SutterSim
-from tests.serial_e2e import simulator_process
+from tests.serial_e2e import raw_pty, simulator_process
 from tests.sutter.conftest import open_drives
 
 
 @pytest.fixture
 async def port(sim: SutterSim) -> AsyncIterator[trio.lowlevel.FdStream]:
-    fd = os.open(sim.path, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
-    async with trio.lowlevel.FdStream(fd) as stream:
+    async with raw_pty(sim.path) as stream:
         yield stream
 
 
