@@ -25,6 +25,7 @@ from ephysd.check import (
 )
 from ephysd.platforms import create_platform
 from ephysd.security import AccessPolicy
+from tests.drivers_http.harness import unused_port
 from tests.usb_ports import usb_port
 
 # Stage commands that move a stage (08 absolute move) or change where it thinks it is (07).
@@ -67,9 +68,7 @@ async def test_a_silent_device_is_one_clear_failure_and_the_others_still_pass() 
 
 
 async def test_a_platform_that_cannot_start_is_reported_not_raised() -> None:
-    with trio.socket.socket() as probe:  # a port nobody listens on
-        await probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()
     findings = await check_platform(
         create_platform("pathfinder-mpm", PlatformOptions(mpm_port=port))
     )

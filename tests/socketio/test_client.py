@@ -18,6 +18,7 @@ from protocol.client import SocketIOClient
 from protocol.engineio.config import EngineIOConfig
 from protocol.server import ConnectRefused, Disconnected, ServerConfig, SocketIOServer
 from protocol.transport import RequestInfo
+from tests.drivers_http.harness import unused_port
 from tests.socketio.subprocesses import HERE, PYTHON, child
 
 FAST = ServerConfig(engineio=EngineIOConfig(ping_interval_ms=500, ping_timeout_ms=500))
@@ -178,9 +179,7 @@ async def test_client_reconnects_after_our_server_restarts_on_the_same_port() ->
 
 
 async def test_wait_connected_times_out_when_nothing_listens() -> None:
-    with trio.socket.socket() as probe:
-        await probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()
     async with running(fast_client(port)) as client:
         with pytest.raises(trio.TooSlowError):
             await client.wait_connected(0.3)
@@ -200,9 +199,7 @@ async def first_connect_failure(url: str, caplog: pytest.LogCaptureFixture) -> s
 async def test_a_connection_refused_by_the_host_is_logged_with_that_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with trio.socket.socket() as probe:
-        await probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()
     reason = await first_connect_failure(f"http://127.0.0.1:{port}", caplog)
     assert "Connection refused" in reason, reason
 
