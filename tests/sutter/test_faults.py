@@ -18,6 +18,17 @@ from ephysd.rig import open_rig
 from tests.sutter.conftest import open_drives
 
 
+async def reopen(drive: SutterDrive) -> None:
+    """Open ``drive`` again once its controller's port is back (within 10 s)."""
+    with trio.fail_after(10):
+        while True:
+            try:
+                await drive.open()
+                return
+            except DeviceLost:
+                await trio.sleep(0.1)
+
+
 @pytest.mark.parametrize("how", ["short", "nocr"])
 async def test_a_bad_reply_is_drained_and_retried_once(
     sim: SutterSim, drives: list[SutterDrive], how: str
@@ -84,13 +95,7 @@ async def test_a_pulled_cable_fails_that_controllers_drives_and_they_come_back(
         await a2.open()
 
     pulled.reopen_device()
-    with trio.fail_after(10):
-        while True:
-            try:
-                await a2.open()
-                break
-            except DeviceLost:
-                await trio.sleep(0.1)
+    await reopen(a2)
     assert (await a2.position()) == pytest.approx((12.5, 12.5, 12.5, 12.5))
     assert (await a1.move_depth(12.0, 2.0)) == pytest.approx(12.0, abs=0.001)
     assert pulled.violations == [] and other.violations == []
@@ -150,13 +155,7 @@ async def test_a_cable_pulled_while_the_bus_is_idle_fails_the_next_request_as_lo
     with trio.fail_after(1.5), pytest.raises(DeviceLost):
         await drives[1].position()  # the purge before the command finds the port gone
     sim.reopen_device()
-    with trio.fail_after(10):
-        while True:
-            try:
-                await drives[1].open()
-                break
-            except DeviceLost:
-                await trio.sleep(0.1)
+    await reopen(drives[1])
     assert await drives[1].position() == pytest.approx((12.5, 12.5, 12.5, 12.5))
 
 
