@@ -31,6 +31,32 @@ CLIENT = Path(__file__).parent / "daemon" / "clients" / "line_client.py"
 LISTENING = re.compile(rb"listening on (http://127\.0\.0\.1:\d+)")
 
 
+class Lines:
+    """Line reader over a child's pipe, with a deadline on every wait."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.buf = b""
+
+    async def line(self, timeout_s: float = 20) -> bytes:
+        """The next line, without its newline."""
+        with trio.fail_after(timeout_s):
+            while b"\n" not in self.buf:
+                data = await self.stream.receive_some(4096)
+                if not data:
+                    raise EOFError("child exited")
+                self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    async def until(self, pattern: re.Pattern[bytes], timeout_s: float = 20) -> re.Match[bytes]:
+        """The first match of ``pattern`` in the lines from now on."""
+        with trio.fail_after(timeout_s):
+            while True:
+                if match := pattern.search(await self.line(timeout_s)):
+                    return match
+
+
 # --- simulators -------------------------------------------------------------------
 
 
@@ -41,20 +67,11 @@ class SimulatorProcess:
         assert process.stdin is not None and process.stdout is not None
         self.process = process
         self._stdin = process.stdin
-        self._stdout = process.stdout
-        self._buf = bytearray()
+        self._lines = Lines(process.stdout)
 
     async def line(self) -> str:
         """The next line it printed (``PTY <path>`` on every (re)open)."""
-        with trio.fail_after(10):
-            while b"\n" not in self._buf:
-                data = await self._stdout.receive_some(1024)
-                if not data:
-                    raise EOFError("simulator exited")
-                self._buf += data
-        line, _, rest = bytes(self._buf).partition(b"\n")
-        self._buf[:] = rest
-        return line.decode()
+        return (await self._lines.line(10)).decode()
 
     async def command(self, text: str) -> None:
         await self._stdin.send_all(text.encode() + b"\n")
@@ -125,26 +142,6 @@ async def fault_after(delay_s: float, fault: Callable[[], object]) -> AsyncItera
 
 
 # --- the daemon and a Socket.IO client ----------------------------------------------
-
-
-class Lines:
-    """Line reader over a child's pipe, with a deadline on every wait."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self.stream = stream
-        self.buf = b""
-
-    async def until(self, pattern: re.Pattern[bytes], timeout_s: float = 20) -> re.Match[bytes]:
-        with trio.fail_after(timeout_s):
-            while True:
-                while b"\n" in self.buf:
-                    line, self.buf = self.buf.split(b"\n", 1)
-                    if match := pattern.search(line):
-                        return match
-                data = await self.stream.receive_some(4096)
-                if not data:
-                    raise EOFError("child exited")
-                self.buf += data
 
 
 class Client:
