@@ -20,6 +20,7 @@ import numpy as np
 import trio
 
 from drivers.base import DeviceError, DeviceLost, Manipulator, NotSupported, Vector
+from drivers.coordinates import checked_target
 from drivers.halting import halt_shielded
 from drivers.priority_lock import PriorityLock
 from drivers.scientifica.geometry import Counts, Geometry
@@ -235,9 +236,7 @@ class ScientificaManipulator(Manipulator):
     # --- moves ------------------------------------------------------------------
 
     async def move_to(self, target: Vector, speed_mm_s: float) -> Vector:
-        if len(target) != 4 or not all(math.isfinite(v) for v in target[:3]):
-            raise DeviceError(f"target must be 4 numbers in mm, the first 3 finite, got {target!r}")
-        counts = self._geometry.target(target)
+        counts = self._geometry.target(checked_target(target))
         final = await self._move(counts, self._speed_um_s(speed_mm_s))
         return self._geometry.to_unified(final)
 

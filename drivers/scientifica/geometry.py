@@ -74,9 +74,9 @@ class Geometry:
     def depth(self, counts: npt.ArrayLike) -> float:
         return self.to_unified(counts)[3]
 
-    def target(self, unified: Vector) -> Counts:
+    def target(self, unified: NativeArray) -> Counts:
         """Counts for a unified (x, y, z) target; w is ignored. Refuses targets outside travel."""
-        platform = self._map.to_native(np.asarray(unified, dtype=np.float64), 3)
+        platform = self._map.to_native(unified, 3)
         self._check_travel(platform, (0, 1, 2))
         return self.counts(platform)
 

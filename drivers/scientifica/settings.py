@@ -9,10 +9,11 @@ line): unknown keys, wrong types, impossible values, and tables naming no
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
+from drivers import serial_ports
 from drivers.base import PlatformConfigError, PlatformOptions
 from drivers.scientifica.protocol import BAUD_RATES
 from drivers.serial_ports import parse_port_specs
@@ -38,12 +39,9 @@ class ManipulatorSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     max_speed_mm_s: float = 2.0
 
 
-def _checked(name: str, table: dict[str, Any]) -> ManipulatorSettings:
+def _checked(name: str, settings: ManipulatorSettings) -> ManipulatorSettings:
+    """The values a type cannot rule out: rates, signs, finite and positive lengths."""
     where = f"[manipulators.{name}]"
-    try:
-        settings = msgspec.convert(table, ManipulatorSettings)
-    except msgspec.ValidationError as exc:
-        raise PlatformConfigError(f"{where}: {exc}") from None
     if settings.baud is not None and settings.baud not in BAUD_RATES:
         raise PlatformConfigError(f"{where}: baud must be 9600 or 38400, not {settings.baud}")
     if any(s not in (1, -1) for s in settings.sign):
@@ -62,13 +60,7 @@ def _checked(name: str, table: dict[str, Any]) -> ManipulatorSettings:
 def manipulator_settings(options: PlatformOptions) -> list[tuple[str, str, ManipulatorSettings]]:
     """(name, device, settings) per ``--port``, in order; PlatformConfigError for anything wrong."""
     ports = parse_port_specs(options.serial_ports, "scientifica")
-    names = {name for name, _ in ports}
-    stray = sorted(set(options.manipulators) - names)
-    if stray:
-        raise PlatformConfigError(
-            f"[manipulators.{stray[0]}]: no --port names a manipulator {stray[0]!r}"
-            f" (manipulators: {', '.join(sorted(names))})"
-        )
-    return [
-        (name, device, _checked(name, options.manipulators.get(name, {}))) for name, device in ports
-    ]
+    tables = serial_ports.manipulator_settings(
+        options.manipulators, (name for name, _ in ports), ManipulatorSettings, "scientifica"
+    )
+    return [(name, device, _checked(name, tables[name])) for name, device in ports]

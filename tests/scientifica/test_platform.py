@@ -87,7 +87,9 @@ def test_a_wrong_setting_is_one_clear_error_naming_its_table(
 
 
 def test_a_table_for_a_manipulator_no_port_names_is_refused() -> None:
-    with pytest.raises(PlatformConfigError, match=r"\[manipulators\.lefft\]: no --port names"):
+    with pytest.raises(
+        PlatformConfigError, match=r"\[manipulators\.lefft\]: no --port is named 'lefft'"
+    ):
         platform(("left=/dev/ttyUSB0",), lefft={"sign": [1, 1, -1]})
 
 
