@@ -168,9 +168,10 @@ def check_newscale_bridge(spec: str, ports: Sequence[PortLike]) -> Finding | Non
 
 
 def _port_device(spec: str) -> str:
-    """The device of a ``--port`` value, ``DEVICE`` or ``NAME=DEVICE``."""
+    """The device of a ``--port`` value, ``DEVICE`` or ``NAME=DEVICE``, spaces
+    stripped as :func:`drivers.serial_ports.parse_port_specs` strips them for the daemon."""
     _, sep, device = spec.partition("=")
-    return device if sep else spec
+    return (device if sep else spec).strip()
 
 
 def _held_by_another_process(device: str) -> str:
