@@ -123,8 +123,7 @@ def check_listen(host: str, port: int) -> Finding:
 
 def check_serial_device(spec: str) -> Finding:
     """``DEVICE`` or ``NAME=DEVICE``: the device node exists and this user may open it."""
-    _, sep, device = spec.partition("=")
-    device = device if sep else spec
+    device = _port_device(spec)
     subject = f"port {device}"
     try:
         info = os.stat(device)
@@ -150,8 +149,7 @@ def check_newscale_bridge(spec: str, ports: Sequence[PortLike]) -> Finding | Non
     or 10c4:ea60 in COM-port mode; Linux serves both as /dev/ttyUSB*. Another
     id is only a warning: the handshake is what decides.
     """
-    _, sep, device = spec.partition("=")
-    device = device if sep else spec
+    device = _port_device(spec)
     real = os.path.realpath(device)
     port = next((p for p in ports if os.path.realpath(p.device) == real), None)
     if port is None or port.vid is None:
@@ -167,6 +165,13 @@ def check_newscale_bridge(spec: str, ports: Sequence[PortLike]) -> Finding | Non
         f"USB {usb_id} is not a New Scale bridge id ({known})",
         warning=True,
     )
+
+
+def _port_device(spec: str) -> str:
+    """The device of a ``--port`` value, ``DEVICE`` or ``NAME=DEVICE``, spaces
+    stripped as :func:`drivers.serial_ports.parse_port_specs` strips them for the daemon."""
+    _, sep, device = spec.partition("=")
+    return (device if sep else spec).strip()
 
 
 def _held_by_another_process(device: str) -> str:

@@ -24,8 +24,9 @@ from ephysd.cli import build_daemon, exit_status, parse_settings
 from ephysd.errors import StartupError
 from ephysd.logging_setup import configure_logging
 
+# One ``python -m`` command per simulated device of a serial rig.
 SIMULATED_BRIDGES = 2
-NEWSCALE_SIM = ("drivers.newscale.sim",)
+NEWSCALE_SIMS = (("drivers.newscale.sim",),) * SIMULATED_BRIDGES
 SCIENTIFICA_SIMS = (
     ("drivers.scientifica.sim", "--firmware", "3", "--model", "ivm_manipulator"),
     ("drivers.scientifica.sim", "--firmware", "2", "--model", "patchstar"),
@@ -61,11 +62,9 @@ def banner(url: str, rig: str, manipulator_id: str) -> str:
 
 
 @asynccontextmanager
-async def simulated_bridges(
-    count: int, simulators: Sequence[Sequence[str]] = (NEWSCALE_SIM,)
-) -> AsyncIterator[list[str]]:
-    """Start ``count`` simulator processes (``python -m`` each of ``simulators`` in turn,
-    New Scale bridges by default); yield their pty paths.
+async def simulated_devices(simulators: Sequence[Sequence[str]]) -> AsyncIterator[list[str]]:
+    """Start one simulator process per ``python -m`` command in ``simulators``; yield
+    their pty paths, in that order.
 
     The simulators outlive the daemon inside this block, so the daemon's
     shutdown (halt, release host control) still reaches a device.
@@ -73,8 +72,7 @@ async def simulated_bridges(
     processes: list[trio.Process] = []
     paths: list[str] = []
     try:
-        for index in range(count):
-            module, *flags = simulators[index % len(simulators)]
+        for module, *flags in simulators:
             process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", module, *flags, "--no-stdin"],
                 stdout=-1,
@@ -117,15 +115,21 @@ async def _serve(argv: list[str], use_fake: bool, use_scientifica: bool = False)
         await _run_daemon(["--platform", "fake", *argv], "8 fake manipulators, 4 axes, 20 mm", "0")
         return
     if use_scientifica:
-        async with simulated_bridges(len(SCIENTIFICA_SIMS), SCIENTIFICA_SIMS) as paths:
-            ports = [f"--port={n}={path}" for n, path in enumerate(paths, start=1)]
-            rig = f"2 Scientifica controllers (IVM, PatchStar) on ptys: {', '.join(paths)}"
-            await _run_daemon(["--platform", "scientifica", *ports, *argv], rig, "1")
-        return
-    async with simulated_bridges(SIMULATED_BRIDGES) as paths:
+        devices = "2 Scientifica controllers (IVM, PatchStar)"
+        await _serve_simulated("scientifica", SCIENTIFICA_SIMS, devices, argv)
+    else:
+        devices = f"{SIMULATED_BRIDGES} New Scale M3-LS bridges"
+        await _serve_simulated("newscale", NEWSCALE_SIMS, devices, argv)
+
+
+async def _serve_simulated(
+    platform: str, simulators: Sequence[Sequence[str]], devices: str, argv: list[str]
+) -> None:
+    """``ephysd --platform PLATFORM`` with one ``--port`` per simulator (named 1, 2, ...)."""
+    async with simulated_devices(simulators) as paths:
         ports = [f"--port={n}={path}" for n, path in enumerate(paths, start=1)]
-        rig = f"{len(paths)} New Scale M3-LS bridges on ptys: {', '.join(paths)}"
-        await _run_daemon(["--platform", "newscale", *ports, *argv], rig, "1")
+        rig = f"{devices} on ptys: {', '.join(paths)}"
+        await _run_daemon(["--platform", platform, *ports, *argv], rig, "1")
 
 
 async def _run_daemon(argv: list[str], rig: str, manipulator_id: str) -> None:

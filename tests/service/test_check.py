@@ -86,6 +86,9 @@ def test_missing_and_non_serial_devices_are_named(tmp_path: Path) -> None:
     master, slave = os.openpty()
     try:
         assert check_serial_device(os.ttyname(slave)).ok
+        # Spaces around the device are stripped, as the daemon strips them.
+        spaced = check_serial_device(f"left = {os.ttyname(slave)} ")
+        assert spaced.ok and spaced.subject == f"port {os.ttyname(slave)}"
     finally:
         os.close(master)
         os.close(slave)
